@@ -193,6 +193,29 @@ fn with_path(e: OnnxError, path: &Path) -> OnnxError {
     }
 }
 
+/// The values written as `value_info`: those listed in the graph, in order, then any
+/// other node output that has a type (a pass may have inferred it).
+fn value_info_order(g: &Graph) -> Vec<ValueId> {
+    let io: std::collections::HashSet<ValueId> =
+        g.inputs.iter().chain(&g.outputs).copied().collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for &v in &g.value_info {
+        if !io.contains(&v) && g.value(v).def != ValueDef::Outer && seen.insert(v) {
+            out.push(v);
+        }
+    }
+    for v in g.value_ids() {
+        let val = g.value(v);
+        if let ValueDef::Node { node, .. } = val.def {
+            if val.ty.is_some() && g.contains_node(node) && !io.contains(&v) && seen.insert(v) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
 fn props(v: &[(String, String)]) -> Vec<proto::StringStringEntryProto> {
     v.iter()
         .map(|(k, v)| proto::StringStringEntryProto {
@@ -343,11 +366,9 @@ impl Exporter {
             doc_string: g.doc_string.clone(),
             input: g.inputs.iter().map(|&v| self.value_info(g, v)).collect(),
             output: g.outputs.iter().map(|&v| self.value_info(g, v)).collect(),
-            value_info: g
-                .value_info
-                .iter()
-                .filter(|&&v| g.value(v).def != ValueDef::Outer || g.outputs.contains(&v))
-                .map(|&v| self.value_info(g, v))
+            value_info: value_info_order(g)
+                .into_iter()
+                .map(|v| self.value_info(g, v))
                 .collect(),
             quantization_annotation: g.quantization_annotation.clone(),
             metadata_props: props(&g.metadata_props),

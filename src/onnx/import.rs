@@ -510,6 +510,14 @@ impl Importer<'_> {
             ))
         })?;
         let expected = dtype.storage_bytes(count);
+        // `None` also means the byte size overflows u64 (e.g. f32[2^30, 2^30]); only
+        // types with no fixed size may go on without one.
+        if expected.is_none() && dtype.bits().is_some() {
+            return Err(self.invalid(format!(
+                "tensor '{name}': the byte size of {dtype}{:?} overflows",
+                t.dims
+            )));
+        }
         if let Some(bytes) = expected {
             if bytes > self.policy.max_tensor_bytes {
                 return Err(self.security(SecurityError::TensorTooLarge {

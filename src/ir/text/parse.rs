@@ -257,6 +257,7 @@ pub fn parse_model(src: &str) -> Result<Model, ParseError> {
     let mut p = Parser {
         toks,
         pos: 0,
+        last: 0,
         scopes: vec![],
     };
     let mut opsets = Vec::new();
@@ -271,7 +272,7 @@ pub fn parse_model(src: &str) -> Result<Model, ParseError> {
         model.functions.push(p.function()?);
     }
     if p.peek() != &Tok::Eof {
-        return Err(p.err("expected 'function' or the end of the text"));
+        return Err(p.err_here("expected 'function' or the end of the text"));
     }
     Ok(model)
 }
@@ -285,6 +286,8 @@ struct Scope {
 struct Parser {
     toks: Vec<(Tok, usize, usize)>,
     pos: usize,
+    /// The last token consumed: errors found after consuming point at it.
+    last: usize,
     scopes: Vec<Scope>,
 }
 
@@ -294,12 +297,22 @@ impl Parser {
     }
     fn next(&mut self) -> Tok {
         let t = self.toks[self.pos].0.clone();
+        self.last = self.pos;
         if self.pos + 1 < self.toks.len() {
             self.pos += 1;
         }
         t
     }
     fn err(&self, m: impl Into<String>) -> ParseError {
+        let (_, line, col) = &self.toks[self.last];
+        ParseError {
+            line: *line,
+            col: *col,
+            message: m.into(),
+        }
+    }
+    /// An error at the next token (nothing of it consumed yet).
+    fn err_here(&self, m: impl Into<String>) -> ParseError {
         let (_, line, col) = &self.toks[self.pos];
         ParseError {
             line: *line,
@@ -333,7 +346,7 @@ impl Parser {
         if self.eat(p) {
             Ok(())
         } else {
-            Err(self.err(format!(
+            Err(self.err_here(format!(
                 "expected '{p}', found {}",
                 Self::describe(self.peek())
             )))
@@ -351,7 +364,7 @@ impl Parser {
         if self.eat_ident(w) {
             Ok(())
         } else {
-            Err(self.err(format!(
+            Err(self.err_here(format!(
                 "expected '{w}', found {}",
                 Self::describe(self.peek())
             )))
@@ -551,6 +564,7 @@ impl Parser {
     fn body(&mut self, outs: &[String]) -> Result<(), ParseError> {
         self.expect("{")?;
         loop {
+            let at = self.pos;
             if self.eat_ident("return") {
                 let mut rets = Vec::new();
                 while let Tok::Label(_) = self.peek() {
@@ -560,6 +574,7 @@ impl Parser {
                     }
                 }
                 if rets != outs {
+                    self.last = at;
                     return Err(self.err(format!(
                         "'return' lists {:?} but the header says {:?}",
                         rets, outs
