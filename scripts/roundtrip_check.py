@@ -142,6 +142,71 @@ def ort_session(path: str):
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
 
+# Element types that ORT's Python API cannot exchange as numpy arrays
+# (bfloat16, float8*, 4-bit and 2-bit types): fed and read as raw bytes.
+EXOTIC_TYPES = frozenset(range(16, 27))  # BFLOAT16=16 ... INT2=26 (TensorProto.DataType)
+
+
+class RawTensor:
+    """A tensor as ONNX/ORT store it in memory: element type, shape, packed bytes."""
+
+    def __init__(self, data_type: int, shape: tuple, data: bytes):
+        self.data_type, self.shape, self.data = data_type, tuple(shape), data
+
+    def to_ortvalue(self):
+        import numpy as np
+        import onnxruntime as ort
+
+        # ORT reinterprets the carrier's buffer as the ONNX type; sub-byte types
+        # only read the first (packed) bytes of it.
+        carrier = np.zeros(self.shape, dtype=np.uint16 if self.data_type == 16 else np.uint8)
+        flat = carrier.reshape(-1).view(np.uint8)
+        flat[: len(self.data)] = np.frombuffer(self.data, dtype=np.uint8)
+        value = ort.OrtValue.ortvalue_from_numpy_with_onnx_type(carrier, self.data_type)
+        return value, carrier
+
+
+def from_ortvalue(value) -> Any:
+    import ctypes
+
+    try:
+        return value.numpy()
+    except Exception:
+        if not value.is_tensor():
+            raise
+    n = value.tensor_size_in_bytes()
+    data = ctypes.string_at(value.data_ptr(), n) if n else b""
+    return RawTensor(value.data_type(), tuple(value.shape()), data)
+
+
+def run_session(sess, feeds: dict) -> tuple[list[str], list]:
+    """Runs with numpy feeds when possible, else through OrtValues (exotic types)."""
+    import numpy as np
+
+    names = [o.name for o in sess.get_outputs()]
+    if not any(isinstance(v, RawTensor) for v in feeds.values()):
+        try:
+            return names, sess.run(names, feeds)
+        except Exception as e:
+            if "Numpy" not in str(e) or not all(isinstance(v, np.ndarray) for v in feeds.values()):
+                raise
+    import onnxruntime as ort
+
+    ort_feeds, keep_alive = {}, []
+    for k, v in feeds.items():
+        if isinstance(v, RawTensor):
+            value, carrier = v.to_ortvalue()
+            keep_alive.append(carrier)
+        elif isinstance(v, np.ndarray):
+            value = ort.OrtValue.ortvalue_from_numpy(v)
+            keep_alive.append(v)
+        else:
+            raise ValueError(f"input {k!r}: cannot mix exotic tensors with non-tensor inputs")
+        ort_feeds[k] = value
+    outs = sess.run_with_ort_values(names, ort_feeds)
+    return names, [from_ortvalue(o) for o in outs]
+
+
 def graph_inputs(model) -> list:
     inits = {t.name for t in model.graph.initializer}
     return [v for v in model.graph.input if v.name not in inits]
@@ -163,7 +228,11 @@ def load_testdata_inputs(model, case_dir: Path) -> dict:
         if kind == "tensor_type":
             t = onnx.TensorProto()
             t.ParseFromString(data)
-            feeds[vi.name] = numpy_helper.to_array(t)
+            if t.data_type in EXOTIC_TYPES:
+                raw = t.raw_data or numpy_helper.from_array(numpy_helper.to_array(t)).raw_data
+                feeds[vi.name] = RawTensor(t.data_type, tuple(t.dims), bytes(raw))
+            else:
+                feeds[vi.name] = numpy_helper.to_array(t)
         elif kind == "sequence_type":
             s = onnx.SequenceProto()
             s.ParseFromString(data)
@@ -228,6 +297,17 @@ def compare(a: Any, b: Any, where: str) -> Optional[str]:
 
     if a is None or b is None:
         return None if a is None and b is None else f"{where}: one side is None"
+    if isinstance(a, RawTensor) or isinstance(b, RawTensor):
+        if not (isinstance(a, RawTensor) and isinstance(b, RawTensor)):
+            return f"{where}: {type(a).__name__} vs {type(b).__name__}"
+        if a.data_type != b.data_type:
+            return f"{where}: element type {a.data_type} vs {b.data_type}"
+        if a.shape != b.shape:
+            return f"{where}: shape {a.shape} vs {b.shape}"
+        if a.data != b.data:
+            n = sum(x != y for x, y in zip(a.data, b.data))
+            return f"{where}: raw bytes differ ({n} of {len(a.data)} bytes)"
+        return None
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
             return f"{where}: {type(a).__name__} vs {type(b).__name__}"
@@ -263,11 +343,6 @@ def compare(a: Any, b: Any, where: str) -> Optional[str]:
     if type(a) is not type(b):
         return f"{where}: {type(a).__name__} vs {type(b).__name__}"
     return None if a == b else f"{where}: {a!r} vs {b!r}"
-
-
-def run_session(sess, feeds: dict) -> tuple[list[str], list]:
-    names = [o.name for o in sess.get_outputs()]
-    return names, sess.run(names, feeds)
 
 
 def check_job(job: dict, stage: Callable[[str], None]) -> dict:

@@ -34,6 +34,9 @@ impl Attr {
     }
 }
 
+/// An attribute's value. Tensor values are kept unboxed: attributes are few per node,
+/// and a tensor attribute (a Constant's `value`) is the common large case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
     Float(f32),
@@ -41,7 +44,7 @@ pub enum AttrValue {
     String(Bytes),
     Tensor(Tensor),
     Graph(Box<Graph>),
-    SparseTensor(SparseTensor),
+    SparseTensor(Box<SparseTensor>),
     Type(Type),
     Floats(Vec<f32>),
     Ints(Vec<i64>),

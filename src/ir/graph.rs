@@ -44,7 +44,7 @@ pub enum ValueDef {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Initializer {
     Dense(Tensor),
-    Sparse(SparseTensor),
+    Sparse(Box<SparseTensor>),
 }
 
 /// A value: a name, an optional declared type, and what defines it.

@@ -250,7 +250,7 @@ impl Importer<'_> {
         }
         for s in g.sparse_initializer {
             let s = self.sparse(s, &gname)?;
-            inits.push((s.values.name.clone(), Initializer::Sparse(s)));
+            inits.push((s.values.name.clone(), Initializer::Sparse(Box::new(s))));
         }
         for (name, init) in inits {
             let id = match by_name.get(&name) {
@@ -424,9 +424,9 @@ impl Importer<'_> {
                     visible,
                     depth + 1,
                 )?)),
-                K::SparseTensor => AttrValue::SparseTensor(
+                K::SparseTensor => AttrValue::SparseTensor(Box::new(
                     self.sparse(a.sparse_tensor.unwrap_or_default(), &name)?,
-                ),
+                )),
                 K::TypeProto => AttrValue::Type(type_from_proto(a.tp.unwrap_or_default())),
                 K::Floats => AttrValue::Floats(a.floats),
                 K::Ints => AttrValue::Ints(a.ints),

@@ -753,11 +753,11 @@ impl Parser {
                 metadata_props: vec![],
                 segment: None,
             };
-            return Ok(Initializer::Sparse(SparseTensor {
+            return Ok(Initializer::Sparse(Box::new(SparseTensor {
                 values: t,
                 indices,
                 dims,
-            }));
+            })));
         }
         if matches!(self.peek(), Tok::Punct("[")) {
             t.data = TensorData::Raw(self.literal(dtype, t.num_elements().unwrap_or(0))?);
@@ -977,7 +977,7 @@ impl Parser {
                 "nan" => Ok(AttrValue::Float(f32::NAN)),
                 "inf" => Ok(AttrValue::Float(f32::INFINITY)),
                 "tensor" => Ok(AttrValue::Tensor(self.tensor_ref()?)),
-                "sparse" => Ok(AttrValue::SparseTensor(self.sparse_ref()?)),
+                "sparse" => Ok(AttrValue::SparseTensor(Box::new(self.sparse_ref()?))),
                 "type" => Ok(AttrValue::Type(self.ty()?)),
                 "graph" => Ok(AttrValue::Graph(Box::new(self.graph()?))),
                 "novalue" => {
@@ -1078,7 +1078,7 @@ impl Parser {
                     .into_iter()
                     .filter_map(|i| {
                         if let AttrValue::SparseTensor(s) = i {
-                            Some(s)
+                            Some(*s)
                         } else {
                             None
                         }

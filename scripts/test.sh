@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of modc: installs the Python reference tools if missing, fetches
+# the pinned test data on first use (cached in target/modc-testdata), runs the Rust
+# tests, then checks with onnx and onnxruntime that `modc convert` keeps the meaning
+# of every test model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! python3 -c "import onnx, onnxruntime, numpy" 2>/dev/null; then
+    python3 -m pip install --quiet -r scripts/requirements.txt
+fi
+python3 scripts/fetch_testdata.py
+export MODC_REQUIRE_TESTDATA=1
+cargo test --all-targets
+cargo test --doc
+cargo build --bin modc
+python3 scripts/roundtrip_check.py --modc target/debug/modc
