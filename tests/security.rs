@@ -1093,3 +1093,22 @@ fn cli_convert_rejected_model_writes_nothing() {
     inputs.sort();
     assert_eq!(inputs, vec!["bad.onnx", "link_dir"]);
 }
+
+#[test]
+fn file_url_is_rejected_as_an_absolute_path() {
+    let dir = TempDir::new().unwrap();
+    let m = write_model(
+        dir.path(),
+        "m.onnx",
+        &ext_model("w", "file:///etc/passwd", None, None, &[4]),
+    );
+    let (e, msg) = security_err(&m, &LoadPolicy::default());
+    assert_eq!(
+        e,
+        SecurityError::AbsolutePath {
+            tensor: "w".into(),
+            location: "file:///etc/passwd".into()
+        }
+    );
+    assert_names(&msg, "w", "file:///etc/passwd");
+}

@@ -243,6 +243,7 @@ fn fields_to_raw(
             f.float_data.iter().flat_map(|v| v.to_le_bytes()).collect()
         }
         C64 => {
+            check(f.float_data.len().div_ceil(2))?;
             check(f.float_data.len() / 2)?;
             f.float_data.iter().flat_map(|v| v.to_le_bytes()).collect()
         }
@@ -251,6 +252,7 @@ fn fields_to_raw(
             f.double_data.iter().flat_map(|v| v.to_le_bytes()).collect()
         }
         C128 => {
+            check(f.double_data.len().div_ceil(2))?;
             check(f.double_data.len() / 2)?;
             f.double_data.iter().flat_map(|v| v.to_le_bytes()).collect()
         }

@@ -29,6 +29,7 @@
 use crate::ir::tensor::ExternalFile;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -189,6 +190,13 @@ impl<'p> ExternalDataResolver<'p> {
                     .next()
                     .unwrap_or("")
                     .to_string();
+                if host.is_empty() {
+                    // `file:///etc/passwd`: a local absolute path in URL form.
+                    return Err(SecurityError::AbsolutePath {
+                        tensor: t(),
+                        location: l(),
+                    });
+                }
                 if self.policy.allowed_hosts.iter().any(|h| h == &host) {
                     return Err(SecurityError::Open {
                         tensor: t(),
@@ -316,6 +324,17 @@ impl<'p> ExternalDataResolver<'p> {
                 location: l(),
                 links: meta.nlink(),
             });
+        }
+        // The path was checked before the open; check what was actually opened too,
+        // so a directory swapped for a symlink in between cannot lead outside.
+        if let Ok(real) = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
+            if !real.starts_with(&base_canonical) {
+                return Err(SecurityError::SymlinkOutside {
+                    tensor: t(),
+                    location: l(),
+                    target: real.display().to_string(),
+                });
+            }
         }
         let ext = Arc::new(ExternalFile::new(resolved.clone(), file, meta.len()));
         self.opened.insert(resolved, ext.clone());
