@@ -3,7 +3,7 @@
 
 Usage:
     python3 scripts/roundtrip_check.py --modc target/release/modc \
-        [--cache DIR] [--only SUBSTR]... [--jobs N] [--timeout S] [--keep DIR]
+        [--cache DIR] [--only SUBSTR]... [--jobs N] [--timeout S] [--keep DIR] [--json FILE]
 
 Models (run scripts/fetch_testdata.py first):
   * every <cache>/onnx-backend/<folder>/<case>/model.onnx (node, simple,
@@ -628,7 +628,7 @@ def classify(r: dict) -> tuple[bool, list[str]]:
 
 def crash_is_ort_on_original(r: dict) -> bool:
     c = r.get("crash")
-    return bool(c) and c["stage"] in ("ort-load-original", "ort-run-original")
+    return bool(c) and c["stage"] in ("ort-load-original", "ort-run-original", "ort-rerun-original")
 
 
 def summarise(results: list[dict], elapsed: float) -> tuple[int, int]:
@@ -708,6 +708,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=600, help="seconds per model (default 600)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="copy the converted outputs of failing models into this dir")
+    ap.add_argument("--json", type=Path, default=None, help="also write every result to this file")
     args = ap.parse_args()
 
     modc = args.modc.resolve()
@@ -733,6 +734,8 @@ def main() -> int:
     jobs.sort(key=lambda j: -os.path.getsize(j["path"]))
     start = time.monotonic()
     results = Runner(jobs, max(1, args.jobs), args.timeout + 60).run()
+    if args.json:
+        args.json.write_text(json.dumps(sorted(results, key=lambda r: r["rel"]), indent=1))
     _, failed = summarise(results, time.monotonic() - start)
     return 1 if failed else 0
 

@@ -26,11 +26,16 @@
 //! ```
 
 mod inspect;
+mod interp;
 mod ir;
 mod onnx;
+mod ops;
 mod security;
 
 pub use inspect::{inspect, ModelSummary};
+pub use interp::value::{RtValue, TensorValue, ValueError};
+pub use interp::{InterpError, Interpreter};
+pub use ops::{Kernel, OpCtx, OpError, OpRegistry};
 pub use ir::attr::{Attr, AttrValue};
 pub use ir::dtype::DType;
 pub use ir::graph::{Graph, Initializer, Node, NodeId, Value, ValueDef, ValueId};

@@ -1,7 +1,7 @@
 //! ONNX files: the protobuf types, import into the IR, export back, external data.
 //!
 //! The protobuf types are generated at build time by prost from
-//! `proto/onnx-ml.proto` (the ONNX project's schema, Apache-2.0, see
+//! `proto/onnx/onnx-ml.proto` (the ONNX project's schema, Apache-2.0, see
 //! `proto/LICENSE-onnx`); `protox` compiles the schema, so no system `protoc` is
 //! needed.
 //!
