@@ -390,7 +390,7 @@ def check_job(job: dict, stage: Callable[[str], None]) -> dict:
         orig_ort.update(status="ok", feeds=feeds, names=names, outs=outs)
         return orig_ort
 
-    with tempfile.TemporaryDirectory(prefix="modc-rt-", dir=job.get("tmp")) as tmp:
+    with tempfile.TemporaryDirectory(prefix="modc-rt-") as tmp:
         for vname, vargs in VARIANTS:
             v: dict = {"converted": False, "checker": None, "ort": None, "reason": None}
             res["variants"][vname] = v
@@ -415,6 +415,7 @@ def check_job(job: dict, stage: Callable[[str], None]) -> dict:
                 v["reason"] = "modc exited 0 but wrote no output file"
                 continue
             v["converted"] = True
+            v["external_files"] = sum(1 for f in out_dir.iterdir() if f.name != "model.onnx")
 
             stage(f"checker-{vname}")
             err = checker_error(out)
@@ -644,7 +645,7 @@ def summarise(results: list[dict], elapsed: float) -> tuple[int, int]:
         if not rs:
             continue
         n = len(rs)
-        conv = chk = chk_orig = ident = not_run = 0
+        conv = chk = chk_orig = ident = not_run = ext = 0
         fails = []
         for r in rs:
             ok, reasons = classify(r)
@@ -660,6 +661,8 @@ def summarise(results: list[dict], elapsed: float) -> tuple[int, int]:
             vs = list(r.get("variants", {}).values())
             if vs and all(v["converted"] for v in vs):
                 conv += 1
+            if any(v.get("external_files") for v in vs):
+                ext += 1
             if vs and all(v["checker"] in ("ok", "orig-too") for v in vs):
                 chk += 1
                 if any(v["checker"] == "orig-too" for v in vs):
@@ -675,13 +678,13 @@ def summarise(results: list[dict], elapsed: float) -> tuple[int, int]:
             if r.get("nondeterministic"):
                 nondet.append(r["rel"])
         print(f"== {folder}: {n} models")
-        print(f"   converted      {conv}/{n}")
+        print(f"   converted      {conv}/{n}" + (f"  ({ext} with external data files)" if ext else ""))
         print(f"   checker ok     {chk}/{n}" + (f"  ({chk_orig} of them: fails on original too)"
                                                  if chk_orig else ""))
         print(f"   ORT identical  {ident}/{n}" + (f"  ({not_run} not run by ORT)" if not_run else ""))
         print(f"   failed         {n - sum(1 for r in rs if classify(r)[0] or crash_is_ort_on_original(r))}")
         for line in fails:
-            print(f"     FAIL {line}")
+            print(f"     FAILED {line}")
     for title, items in (("ORT does not load the original", no_load),
                          ("ORT cannot run the original (inputs or kernels)", no_run),
                          ("checker fails on the original too", checker_orig),

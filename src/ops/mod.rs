@@ -19,6 +19,26 @@ use std::collections::HashMap;
 
 pub(crate) mod broadcast;
 mod elementwise;
+mod unary;
+mod binary;
+mod logical;
+mod cast;
+mod shape;
+mod index;
+mod gather;
+mod matmul;
+mod conv;
+mod pool;
+mod reduce;
+mod norm;
+mod softmax;
+mod resize;
+mod recurrent;
+mod quant;
+mod sequence;
+mod signal;
+mod misc;
+
 
 /// What went wrong inside a kernel; the interpreter adds the node's name.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -135,6 +155,26 @@ impl OpRegistry {
     pub fn standard() -> OpRegistry {
         let mut r = OpRegistry { kernels: HashMap::new() };
         elementwise::register(&mut r);
+        unary::register(&mut r);
+        binary::register(&mut r);
+        logical::register(&mut r);
+        cast::register(&mut r);
+        shape::register(&mut r);
+        index::register(&mut r);
+        gather::register(&mut r);
+        matmul::register(&mut r);
+        conv::register(&mut r);
+        pool::register(&mut r);
+        reduce::register(&mut r);
+        norm::register(&mut r);
+        softmax::register(&mut r);
+        resize::register(&mut r);
+        recurrent::register(&mut r);
+        quant::register(&mut r);
+        sequence::register(&mut r);
+        signal::register(&mut r);
+        misc::register(&mut r);
+
         r
     }
 
