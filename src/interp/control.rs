@@ -9,7 +9,15 @@ use crate::ir::model::{Function, OpsetImport};
 use crate::map_tensor_same;
 use ndarray::Axis;
 
-pub(super) fn run(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], opset: i64, frame: &Frame, args: Vec<Option<RtValue>>) -> Result<Vec<RtValue>, InterpError> {
+pub(super) fn run(
+    interp: &Interpreter,
+    g: &Graph,
+    n: NodeId,
+    opsets: &[OpsetImport],
+    opset: i64,
+    frame: &Frame,
+    args: Vec<Option<RtValue>>,
+) -> Result<Vec<RtValue>, InterpError> {
     let node = g.node(n);
     let err = |m: String| node_err(g, n, m);
     let graph_attr = |name: &str| -> Result<&Graph, InterpError> {
@@ -21,7 +29,11 @@ pub(super) fn run(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImp
     match node.op_type.as_str() {
         "If" => {
             let cond = match args.first() {
-                Some(Some(RtValue::Tensor(t))) => t.to_i64_vec().filter(|v| v.len() == 1).map(|v| v[0] != 0).ok_or_else(|| err("the condition must be a one-element bool tensor".into()))?,
+                Some(Some(RtValue::Tensor(t))) => t
+                    .to_i64_vec()
+                    .filter(|v| v.len() == 1)
+                    .map(|v| v[0] != 0)
+                    .ok_or_else(|| err("the condition must be a one-element bool tensor".into()))?,
                 _ => return Err(err("the condition is missing".into())),
             };
             let branch = graph_attr(if cond { "then_branch" } else { "else_branch" })?;
@@ -29,36 +41,74 @@ pub(super) fn run(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImp
         }
         "Loop" => run_loop(interp, g, n, opsets, frame, args, graph_attr("body")?),
         "Scan" if opset >= 9 => run_scan(interp, g, n, opsets, frame, args, graph_attr("body")?),
-        op => Err(InterpError::Unsupported { node: super::node_name(g, n), op: format!("{op} (opset {opset})"), domain: node.domain.clone() }),
+        op => Err(InterpError::Unsupported {
+            node: super::node_name(g, n),
+            op: format!("{op} (opset {opset})"),
+            domain: node.domain.clone(),
+        }),
     }
 }
 
-fn run_loop(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], frame: &Frame, args: Vec<Option<RtValue>>, body: &Graph) -> Result<Vec<RtValue>, InterpError> {
+fn run_loop(
+    interp: &Interpreter,
+    g: &Graph,
+    n: NodeId,
+    opsets: &[OpsetImport],
+    frame: &Frame,
+    args: Vec<Option<RtValue>>,
+    body: &Graph,
+) -> Result<Vec<RtValue>, InterpError> {
     let err = |m: String| node_err(g, n, m);
     let scalar = |v: &Option<RtValue>| -> Result<Option<i64>, InterpError> {
         match v {
             None => Ok(None),
-            Some(RtValue::Tensor(t)) => t.to_i64_vec().filter(|v| v.len() == 1).map(|v| Some(v[0])).ok_or_else(|| err("M and cond must be one-element tensors".into())),
+            Some(RtValue::Tensor(t)) => t
+                .to_i64_vec()
+                .filter(|v| v.len() == 1)
+                .map(|v| Some(v[0]))
+                .ok_or_else(|| err("M and cond must be one-element tensors".into())),
             Some(_) => Err(err("M and cond must be tensors".into())),
         }
     };
     let max_trips = scalar(args.first().unwrap_or(&None))?;
-    let mut cond = scalar(args.get(1).unwrap_or(&None))?.map(|c| c != 0).unwrap_or(true);
-    let mut carried: Vec<RtValue> = args.iter().skip(2).map(|a| a.clone().ok_or_else(|| err("a loop-carried value is missing".into()))).collect::<Result<_, _>>()?;
+    let mut cond = scalar(args.get(1).unwrap_or(&None))?
+        .map(|c| c != 0)
+        .unwrap_or(true);
+    let mut carried: Vec<RtValue> = args
+        .iter()
+        .skip(2)
+        .map(|a| {
+            a.clone()
+                .ok_or_else(|| err("a loop-carried value is missing".into()))
+        })
+        .collect::<Result<_, _>>()?;
     let n_carried = carried.len();
     let n_scan = body.outputs.len().saturating_sub(1 + n_carried);
     let mut scans: Vec<Vec<RtValue>> = vec![Vec::new(); n_scan];
     let mut i: i64 = 0;
     while cond && max_trips.is_none_or(|m| i < m) {
-        let mut inputs = vec![Some(RtValue::Tensor(TensorValue::from_i64(&[], vec![i]))), Some(RtValue::Tensor(TensorValue::Bool(ndarray::arr0(cond).into_dyn())))];
+        let mut inputs = vec![
+            Some(RtValue::Tensor(TensorValue::from_i64(&[], vec![i]))),
+            Some(RtValue::Tensor(TensorValue::Bool(
+                ndarray::arr0(cond).into_dyn(),
+            ))),
+        ];
         inputs.extend(carried.iter().cloned().map(Some));
         let outs = interp.run_graph(body, opsets, frame, inputs)?;
         if outs.len() != 1 + n_carried + n_scan {
-            return Err(err(format!("the body returned {} values, expected {}", outs.len(), 1 + n_carried + n_scan)));
+            return Err(err(format!(
+                "the body returned {} values, expected {}",
+                outs.len(),
+                1 + n_carried + n_scan
+            )));
         }
         let mut it = outs.into_iter();
         cond = match it.next() {
-            Some(RtValue::Tensor(t)) => t.to_i64_vec().and_then(|v| v.first().copied()).map(|c| c != 0).unwrap_or(false),
+            Some(RtValue::Tensor(t)) => t
+                .to_i64_vec()
+                .and_then(|v| v.first().copied())
+                .map(|c| c != 0)
+                .unwrap_or(false),
             _ => return Err(err("the body's condition output must be a tensor".into())),
         };
         carried = it.by_ref().take(n_carried).collect();
@@ -69,19 +119,37 @@ fn run_loop(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], 
     }
     let mut out = carried;
     for (k, items) in scans.into_iter().enumerate() {
-        let declared = body.outputs.get(1 + n_carried + k).and_then(|&o| body.value(o).ty.clone());
+        let declared = body
+            .outputs
+            .get(1 + n_carried + k)
+            .and_then(|&o| body.value(o).ty.clone());
         out.push(stack(&items, 0, declared.as_ref()).map_err(err)?);
     }
     Ok(out)
 }
 
 /// Stacks tensors along a new axis (or, for non-tensor items, makes a sequence).
-fn stack(items: &[RtValue], axis: usize, declared: Option<&crate::ir::types::Type>) -> Result<RtValue, String> {
+fn stack(
+    items: &[RtValue],
+    axis: usize,
+    declared: Option<&crate::ir::types::Type>,
+) -> Result<RtValue, String> {
     if items.is_empty() {
-        let elem = declared.and_then(|t| t.as_tensor()).map(|(e, _)| e).unwrap_or(crate::DType::F32);
-        return TensorValue::zeros(elem, &[0]).map(RtValue::Tensor).map_err(|e| e.to_string());
+        let elem = declared
+            .and_then(|t| t.as_tensor())
+            .map(|(e, _)| e)
+            .unwrap_or(crate::DType::F32);
+        return TensorValue::zeros(elem, &[0])
+            .map(RtValue::Tensor)
+            .map_err(|e| e.to_string());
     }
-    let tensors: Vec<&TensorValue> = items.iter().map(|i| i.as_tensor().ok_or("scan outputs must be tensors".to_string())).collect::<Result<_, _>>()?;
+    let tensors: Vec<&TensorValue> = items
+        .iter()
+        .map(|i| {
+            i.as_tensor()
+                .ok_or("scan outputs must be tensors".to_string())
+        })
+        .collect::<Result<_, _>>()?;
     let first = tensors[0];
     macro_rules! stack_as {
         ($v:ident) => {{
@@ -92,7 +160,10 @@ fn stack(items: &[RtValue], axis: usize, declared: Option<&crate::ir::types::Typ
                     _ => Err("scan outputs change type between iterations".to_string()),
                 })
                 .collect::<Result<_, _>>()?;
-            TensorValue::$v(ndarray::stack(Axis(axis), &views).map_err(|e| format!("scan outputs change shape between iterations: {e}"))?)
+            TensorValue::$v(
+                ndarray::stack(Axis(axis), &views)
+                    .map_err(|e| format!("scan outputs change shape between iterations: {e}"))?,
+            )
         }};
     }
     let t = match first {
@@ -114,14 +185,38 @@ fn stack(items: &[RtValue], axis: usize, declared: Option<&crate::ir::types::Typ
     Ok(RtValue::Tensor(t))
 }
 
-fn run_scan(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], frame: &Frame, args: Vec<Option<RtValue>>, body: &Graph) -> Result<Vec<RtValue>, InterpError> {
+fn run_scan(
+    interp: &Interpreter,
+    g: &Graph,
+    n: NodeId,
+    opsets: &[OpsetImport],
+    frame: &Frame,
+    args: Vec<Option<RtValue>>,
+    body: &Graph,
+) -> Result<Vec<RtValue>, InterpError> {
     let node = g.node(n);
     let err = |m: String| node_err(g, n, m);
-    let int_list = |name: &str| node.attr(name).and_then(|a| a.value.as_ints()).map(|v| v.to_vec());
-    let m = node.attr("num_scan_inputs").and_then(|a| a.value.as_int()).ok_or_else(|| err("num_scan_inputs is missing".into()))? as usize;
-    let tensors: Vec<TensorValue> = args.into_iter().map(|a| a.and_then(|a| a.into_tensor()).ok_or_else(|| err("Scan inputs must be tensors".into()))).collect::<Result<_, _>>()?;
+    let int_list = |name: &str| {
+        node.attr(name)
+            .and_then(|a| a.value.as_ints())
+            .map(|v| v.to_vec())
+    };
+    let m = node
+        .attr("num_scan_inputs")
+        .and_then(|a| a.value.as_int())
+        .ok_or_else(|| err("num_scan_inputs is missing".into()))? as usize;
+    let tensors: Vec<TensorValue> = args
+        .into_iter()
+        .map(|a| {
+            a.and_then(|a| a.into_tensor())
+                .ok_or_else(|| err("Scan inputs must be tensors".into()))
+        })
+        .collect::<Result<_, _>>()?;
     if m > tensors.len() {
-        return Err(err(format!("num_scan_inputs is {m} but the node has {} inputs", tensors.len())));
+        return Err(err(format!(
+            "num_scan_inputs is {m} but the node has {} inputs",
+            tensors.len()
+        )));
     }
     let n_state = tensors.len() - m;
     let n_scan_out = body.outputs.len().saturating_sub(n_state);
@@ -129,12 +224,17 @@ fn run_scan(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], 
     let in_dirs = int_list("scan_input_directions").unwrap_or_else(|| vec![0; m]);
     let out_axes = int_list("scan_output_axes").unwrap_or_else(|| vec![0; n_scan_out]);
     let out_dirs = int_list("scan_output_directions").unwrap_or_else(|| vec![0; n_scan_out]);
-    let mut state: Vec<RtValue> = tensors[..n_state].iter().cloned().map(RtValue::Tensor).collect();
+    let mut state: Vec<RtValue> = tensors[..n_state]
+        .iter()
+        .cloned()
+        .map(RtValue::Tensor)
+        .collect();
     let scan_in = &tensors[n_state..];
     let mut axes = Vec::new();
     let mut len = None;
     for (k, t) in scan_in.iter().enumerate() {
-        let ax = crate::ops::norm_axis(*in_axes.get(k).unwrap_or(&0), t.shape().len()).map_err(|e| err(e.to_string()))?;
+        let ax = crate::ops::norm_axis(*in_axes.get(k).unwrap_or(&0), t.shape().len())
+            .map_err(|e| err(e.to_string()))?;
         let l = t.shape()[ax];
         if len.is_some_and(|x| x != l) {
             return Err(err("scan inputs have different sequence lengths".into()));
@@ -147,9 +247,15 @@ fn run_scan(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], 
     for step in 0..len {
         let mut inputs: Vec<Option<RtValue>> = state.iter().cloned().map(Some).collect();
         for (k, t) in scan_in.iter().enumerate() {
-            let idx = if in_dirs.get(k).copied().unwrap_or(0) == 1 { len - 1 - step } else { step };
+            let idx = if in_dirs.get(k).copied().unwrap_or(0) == 1 {
+                len - 1 - step
+            } else {
+                step
+            };
             let ax = axes[k];
-            inputs.push(Some(RtValue::Tensor(map_tensor_same!(t, a => a.index_axis(Axis(ax), idx).to_owned()))));
+            inputs.push(Some(RtValue::Tensor(
+                map_tensor_same!(t, a => a.index_axis(Axis(ax), idx).to_owned()),
+            )));
         }
         let res = interp.run_graph(body, opsets, frame, inputs)?;
         if res.len() != n_state + n_scan_out {
@@ -166,9 +272,17 @@ fn run_scan(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], 
         if out_dirs.get(k).copied().unwrap_or(0) == 1 {
             items.reverse();
         }
-        let rank = items.first().and_then(|i| i.as_tensor()).map(|t| t.shape().len()).unwrap_or(0);
-        let ax = crate::ops::norm_axis(*out_axes.get(k).unwrap_or(&0), rank + 1).map_err(|e| err(e.to_string()))?;
-        let declared = body.outputs.get(n_state + k).and_then(|&o| body.value(o).ty.clone());
+        let rank = items
+            .first()
+            .and_then(|i| i.as_tensor())
+            .map(|t| t.shape().len())
+            .unwrap_or(0);
+        let ax = crate::ops::norm_axis(*out_axes.get(k).unwrap_or(&0), rank + 1)
+            .map_err(|e| err(e.to_string()))?;
+        let declared = body
+            .outputs
+            .get(n_state + k)
+            .and_then(|&o| body.value(o).ty.clone());
         result.push(stack(&items, ax, declared.as_ref()).map_err(err)?);
     }
     Ok(result)
@@ -176,12 +290,25 @@ fn run_scan(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], 
 
 /// Runs a call of a model-local function: the body with the call's attributes
 /// (or the function's defaults) substituted for attribute references.
-pub(super) fn call_function(interp: &Interpreter, g: &Graph, n: NodeId, f: &Function, args: Vec<Option<RtValue>>) -> Result<Vec<RtValue>, InterpError> {
+pub(super) fn call_function(
+    interp: &Interpreter,
+    g: &Graph,
+    n: NodeId,
+    f: &Function,
+    args: Vec<Option<RtValue>>,
+) -> Result<Vec<RtValue>, InterpError> {
     let node = g.node(n);
     let mut body = f.body.clone();
     bind_attrs(&mut body, node, f);
-    let opsets = if f.opset_imports.is_empty() { interp.model.opset_imports.clone() } else { f.opset_imports.clone() };
-    let root = Frame { values: Default::default(), parent: None };
+    let opsets = if f.opset_imports.is_empty() {
+        interp.model.opset_imports.clone()
+    } else {
+        f.opset_imports.clone()
+    };
+    let root = Frame {
+        values: Default::default(),
+        parent: None,
+    };
     let mut inputs = args;
     inputs.resize(body.inputs.len(), None);
     interp.run_graph(&body, &opsets, &root, inputs)
@@ -194,7 +321,9 @@ fn bind_attrs(body: &mut Graph, call: &crate::ir::graph::Node, f: &Function) {
         let mut attrs = Vec::new();
         for mut a in std::mem::take(&mut node.attrs) {
             if let Some(r) = a.ref_attr_name.clone() {
-                let found = call.attr(&r).or_else(|| f.attribute_defaults.iter().find(|d| d.name == r));
+                let found = call
+                    .attr(&r)
+                    .or_else(|| f.attribute_defaults.iter().find(|d| d.name == r));
                 match found {
                     Some(v) => {
                         a.value = v.value.clone();

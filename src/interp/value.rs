@@ -121,7 +121,9 @@ pub enum ValueError {
 }
 
 fn le_vec<T, const N: usize>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-    raw.chunks_exact(N).map(|c| f(c.try_into().expect("chunk of N bytes"))).collect()
+    raw.chunks_exact(N)
+        .map(|c| f(c.try_into().expect("chunk of N bytes")))
+        .collect()
 }
 
 impl TensorValue {
@@ -189,35 +191,70 @@ impl TensorValue {
             DType::U64 => TensorValue::U64(ArrayD::zeros(s)),
             DType::Bool => TensorValue::Bool(ArrayD::from_elem(s, false)),
             DType::Str => TensorValue::Str(ArrayD::from_elem(s, String::new())),
-            d => return Err(ValueError::UnsupportedType { name: String::new(), dtype: d }),
+            d => {
+                return Err(ValueError::UnsupportedType {
+                    name: String::new(),
+                    dtype: d,
+                })
+            }
         })
     }
 
     /// Reads a stored tensor (inline, typed fields or external data).
     pub fn from_tensor(t: &Tensor) -> Result<TensorValue, ValueError> {
-        let bad = |m: String| ValueError::Invalid { name: t.name.clone(), message: m };
-        let shape: Vec<usize> = t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| bad(format!("negative dimension {d}")))).collect::<Result<_, _>>()?;
+        let bad = |m: String| ValueError::Invalid {
+            name: t.name.clone(),
+            message: m,
+        };
+        let shape: Vec<usize> = t
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| bad(format!("negative dimension {d}"))))
+            .collect::<Result<_, _>>()?;
         let count: usize = shape.iter().product();
         if t.dtype == DType::Str {
             let strings: Vec<String> = match &t.data {
-                TensorData::Fields(f) => f.string_data.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect(),
+                TensorData::Fields(f) => f
+                    .string_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect(),
                 TensorData::Absent if count == 0 => vec![],
                 _ => return Err(bad("string data must be in string_data".into())),
             };
             if strings.len() != count {
-                return Err(bad(format!("{} strings for {count} elements", strings.len())));
+                return Err(bad(format!(
+                    "{} strings for {count} elements",
+                    strings.len()
+                )));
             }
-            return Ok(TensorValue::Str(ArrayD::from_shape_vec(IxDyn(&shape), strings).map_err(|e| bad(e.to_string()))?));
+            return Ok(TensorValue::Str(
+                ArrayD::from_shape_vec(IxDyn(&shape), strings).map_err(|e| bad(e.to_string()))?,
+            ));
         }
         let raw: Bytes = t.raw_bytes().map_err(|e| bad(e.to_string()))?;
-        let want = t.dtype.storage_bytes(count as u64).ok_or_else(|| ValueError::UnsupportedType { name: t.name.clone(), dtype: t.dtype })?;
+        let want =
+            t.dtype
+                .storage_bytes(count as u64)
+                .ok_or_else(|| ValueError::UnsupportedType {
+                    name: t.name.clone(),
+                    dtype: t.dtype,
+                })?;
         if raw.len() as u64 != want {
-            return Err(bad(format!("{} bytes of data, {}{:?} needs {want}", raw.len(), t.dtype, t.dims)));
+            return Err(bad(format!(
+                "{} bytes of data, {}{:?} needs {want}",
+                raw.len(),
+                t.dtype,
+                t.dims
+            )));
         }
         let s = IxDyn(&shape);
         macro_rules! arr {
             ($v:ident, $n:literal, $f:expr) => {
-                TensorValue::$v(ArrayD::from_shape_vec(s, le_vec::<_, $n>(&raw, $f)).map_err(|e| bad(e.to_string()))?)
+                TensorValue::$v(
+                    ArrayD::from_shape_vec(s, le_vec::<_, $n>(&raw, $f))
+                        .map_err(|e| bad(e.to_string()))?,
+                )
             };
         }
         Ok(match t.dtype {
@@ -234,7 +271,12 @@ impl TensorValue {
             DType::U32 => arr!(U32, 4, u32::from_le_bytes),
             DType::U64 => arr!(U64, 8, u64::from_le_bytes),
             DType::Bool => arr!(Bool, 1, |b: [u8; 1]| b[0] != 0),
-            d => return Err(ValueError::UnsupportedType { name: t.name.clone(), dtype: d }),
+            d => {
+                return Err(ValueError::UnsupportedType {
+                    name: t.name.clone(),
+                    dtype: d,
+                })
+            }
         })
     }
 
@@ -242,7 +284,13 @@ impl TensorValue {
     pub fn to_tensor(&self, name: &str) -> Tensor {
         let dims: Vec<i64> = self.shape().iter().map(|&d| d as i64).collect();
         if let TensorValue::Str(a) = self {
-            let f = crate::ir::tensor::FieldData { string_data: a.iter().map(|s| Bytes::from(s.clone().into_bytes())).collect(), ..Default::default() };
+            let f = crate::ir::tensor::FieldData {
+                string_data: a
+                    .iter()
+                    .map(|s| Bytes::from(s.clone().into_bytes()))
+                    .collect(),
+                ..Default::default()
+            };
             let mut t = Tensor::from_raw(name, DType::Str, &dims, Bytes::new());
             t.data = TensorData::Fields(std::sync::Arc::new(f));
             return t;

@@ -165,7 +165,11 @@ pub fn save(
     })?;
     tmp.write_all(&buf).map_err(|e| io(e.to_string()))?;
     tmp.as_file().sync_all().map_err(|e| io(e.to_string()))?;
+    // Temporary files are created 0600; the result gets the usual 0666 & !umask.
+    let mode = default_file_mode();
+    set_mode(tmp.as_file(), mode).map_err(|e| io(e.to_string()))?;
     if let Some((data_tmp, data_path)) = pending_data {
+        set_mode(data_tmp.as_file(), mode).map_err(|e| io(e.to_string()))?;
         data_tmp
             .as_file()
             .sync_all()
@@ -177,6 +181,22 @@ pub fn save(
     tmp.persist(path)
         .map_err(|e| io(format!("cannot write: {}", e.error)))?;
     Ok(report)
+}
+
+/// The mode a plainly created file would get: 0666 less the process umask.
+fn default_file_mode() -> u32 {
+    // SAFETY: umask only swaps the process's file mode mask; it is restored at once.
+    let mask = unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m
+    };
+    0o666 & !(mask as u32)
+}
+
+fn set_mode(f: &std::fs::File, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
 }
 
 fn with_path(e: OnnxError, path: &Path) -> OnnxError {

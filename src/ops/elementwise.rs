@@ -59,20 +59,43 @@ macro_rules! arith {
 pub(crate) use arith;
 
 fn add(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
-    one(arith!(ctx.input(inputs, 0)?, ctx.input(inputs, 1)?, |p, q| p + q, p.wrapping_add(q), "Add")?)
+    one(arith!(
+        ctx.input(inputs, 0)?,
+        ctx.input(inputs, 1)?,
+        |p, q| p + q,
+        p.wrapping_add(q),
+        "Add"
+    )?)
 }
 
 fn sub(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
-    one(arith!(ctx.input(inputs, 0)?, ctx.input(inputs, 1)?, |p, q| p - q, p.wrapping_sub(q), "Sub")?)
+    one(arith!(
+        ctx.input(inputs, 0)?,
+        ctx.input(inputs, 1)?,
+        |p, q| p - q,
+        p.wrapping_sub(q),
+        "Sub"
+    )?)
 }
 
 fn mul(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
-    one(arith!(ctx.input(inputs, 0)?, ctx.input(inputs, 1)?, |p, q| p * q, p.wrapping_mul(q), "Mul")?)
+    one(arith!(
+        ctx.input(inputs, 0)?,
+        ctx.input(inputs, 1)?,
+        |p, q| p * q,
+        p.wrapping_mul(q),
+        "Mul"
+    )?)
 }
 
 fn div(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let (a, b) = (ctx.input(inputs, 0)?, ctx.input(inputs, 1)?);
-    if a.dtype().bits().is_some() && !matches!(a.dtype(), crate::DType::F32 | crate::DType::F64 | crate::DType::F16 | crate::DType::BF16) {
+    if a.dtype().bits().is_some()
+        && !matches!(
+            a.dtype(),
+            crate::DType::F32 | crate::DType::F64 | crate::DType::F16 | crate::DType::BF16
+        )
+    {
         if let Some(v) = b.to_i64_vec() {
             if v.contains(&0) {
                 return Err(OpError::Invalid("integer division by zero".into()));
@@ -94,6 +117,11 @@ fn relu(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
         T::I16(a) => T::I16(a.mapv(|v| v.max(0))),
         T::I32(a) => T::I32(a.mapv(|v| v.max(0))),
         T::I64(a) => T::I64(a.mapv(|v| v.max(0))),
-        t => return Err(OpError::Invalid(format!("Relu of {} is not defined", t.dtype()))),
+        t => {
+            return Err(OpError::Invalid(format!(
+                "Relu of {} is not defined",
+                t.dtype()
+            )))
+        }
     })
 }

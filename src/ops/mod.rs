@@ -17,28 +17,27 @@ use crate::ir::graph::Node;
 use crate::ir::tensor::Tensor;
 use std::collections::HashMap;
 
-pub(crate) mod broadcast;
-mod elementwise;
-mod unary;
 mod binary;
-mod logical;
+pub(crate) mod broadcast;
 mod cast;
-mod shape;
-mod index;
-mod gather;
-mod matmul;
 mod conv;
-mod pool;
-mod reduce;
-mod norm;
-mod softmax;
-mod resize;
-mod recurrent;
-mod quant;
-mod sequence;
-mod signal;
+mod elementwise;
+mod gather;
+mod index;
+mod logical;
+mod matmul;
 mod misc;
-
+mod norm;
+mod pool;
+mod quant;
+mod recurrent;
+mod reduce;
+mod resize;
+mod sequence;
+mod shape;
+mod signal;
+mod softmax;
+mod unary;
 
 /// What went wrong inside a kernel; the interpreter adds the node's name.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -75,10 +74,14 @@ impl OpCtx<'_> {
         self.attr(name).and_then(|a| a.as_int())
     }
     pub fn float(&self, name: &str, default: f32) -> f32 {
-        self.attr(name).and_then(|a| a.as_float()).unwrap_or(default)
+        self.attr(name)
+            .and_then(|a| a.as_float())
+            .unwrap_or(default)
     }
     pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
-        self.attr(name).and_then(|a| a.as_ints()).map(|v| v.to_vec())
+        self.attr(name)
+            .and_then(|a| a.as_ints())
+            .map(|v| v.to_vec())
     }
     pub fn floats(&self, name: &str) -> Option<Vec<f32>> {
         match self.attr(name) {
@@ -87,11 +90,17 @@ impl OpCtx<'_> {
         }
     }
     pub fn string(&self, name: &str) -> Option<String> {
-        self.attr(name).and_then(|a| a.as_str()).map(|s| String::from_utf8_lossy(s).into_owned())
+        self.attr(name)
+            .and_then(|a| a.as_str())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
     }
     pub fn strings(&self, name: &str) -> Option<Vec<String>> {
         match self.attr(name) {
-            Some(AttrValue::Strings(v)) => Some(v.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()),
+            Some(AttrValue::Strings(v)) => Some(
+                v.iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect(),
+            ),
             _ => None,
         }
     }
@@ -103,7 +112,11 @@ impl OpCtx<'_> {
     }
 
     /// Input `i` as a tensor; an error naming the slot when it is missing.
-    pub fn input<'v>(&self, inputs: &'v [Option<RtValue>], i: usize) -> Result<&'v TensorValue, OpError> {
+    pub fn input<'v>(
+        &self,
+        inputs: &'v [Option<RtValue>],
+        i: usize,
+    ) -> Result<&'v TensorValue, OpError> {
         match inputs.get(i) {
             Some(Some(RtValue::Tensor(t))) => Ok(t),
             Some(Some(_)) => Err(OpError::Invalid(format!("input {i} is not a tensor"))),
@@ -111,7 +124,11 @@ impl OpCtx<'_> {
         }
     }
     /// Input `i` as a tensor, or `None` when the optional slot is empty or absent.
-    pub fn opt_input<'v>(&self, inputs: &'v [Option<RtValue>], i: usize) -> Result<Option<&'v TensorValue>, OpError> {
+    pub fn opt_input<'v>(
+        &self,
+        inputs: &'v [Option<RtValue>],
+        i: usize,
+    ) -> Result<Option<&'v TensorValue>, OpError> {
         match inputs.get(i) {
             Some(Some(RtValue::Tensor(t))) => Ok(Some(t)),
             Some(Some(_)) => Err(OpError::Invalid(format!("input {i} is not a tensor"))),
@@ -120,11 +137,19 @@ impl OpCtx<'_> {
     }
     /// An integer input read as a list of i64 (shapes, axes, indices).
     pub fn i64s(&self, inputs: &[Option<RtValue>], i: usize) -> Result<Vec<i64>, OpError> {
-        self.input(inputs, i)?.to_i64_vec().ok_or_else(|| OpError::Invalid(format!("input {i} must be an integer tensor")))
+        self.input(inputs, i)?
+            .to_i64_vec()
+            .ok_or_else(|| OpError::Invalid(format!("input {i} must be an integer tensor")))
     }
-    pub fn opt_i64s(&self, inputs: &[Option<RtValue>], i: usize) -> Result<Option<Vec<i64>>, OpError> {
+    pub fn opt_i64s(
+        &self,
+        inputs: &[Option<RtValue>],
+        i: usize,
+    ) -> Result<Option<Vec<i64>>, OpError> {
         match self.opt_input(inputs, i)? {
-            Some(t) => Ok(Some(t.to_i64_vec().ok_or_else(|| OpError::Invalid(format!("input {i} must be an integer tensor")))?)),
+            Some(t) => Ok(Some(t.to_i64_vec().ok_or_else(|| {
+                OpError::Invalid(format!("input {i} must be an integer tensor"))
+            })?)),
             None => Ok(None),
         }
     }
@@ -140,7 +165,9 @@ pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r.max(1) {
-        return Err(OpError::Invalid(format!("axis {axis} is out of range for rank {rank}")));
+        return Err(OpError::Invalid(format!(
+            "axis {axis} is out of range for rank {rank}"
+        )));
     }
     Ok(a as usize)
 }
@@ -153,7 +180,9 @@ pub struct OpRegistry {
 impl OpRegistry {
     /// Every kernel modc has.
     pub fn standard() -> OpRegistry {
-        let mut r = OpRegistry { kernels: HashMap::new() };
+        let mut r = OpRegistry {
+            kernels: HashMap::new(),
+        };
         elementwise::register(&mut r);
         unary::register(&mut r);
         binary::register(&mut r);
@@ -192,7 +221,17 @@ impl OpRegistry {
 
     /// Sorted names of every registered op (`domain::op` outside the default domain).
     pub fn op_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.kernels.keys().map(|(d, o)| if d.is_empty() { o.clone() } else { format!("{d}::{o}") }).collect();
+        let mut v: Vec<String> = self
+            .kernels
+            .keys()
+            .map(|(d, o)| {
+                if d.is_empty() {
+                    o.clone()
+                } else {
+                    format!("{d}::{o}")
+                }
+            })
+            .collect();
         v.sort();
         v
     }
