@@ -25,6 +25,7 @@
 //! # Ok::<(), modc::OnnxError>(())
 //! ```
 
+pub mod conformance;
 mod inspect;
 mod interp;
 mod ir;
@@ -33,6 +34,7 @@ mod ops;
 mod security;
 
 pub use inspect::{inspect, ModelSummary};
+pub use interp::io::{random_input, read_npy, read_value_file, write_npy};
 pub use interp::value::{RtValue, TensorValue, ValueError};
 pub use interp::{InterpError, Interpreter};
 pub use ir::attr::{Attr, AttrValue};
@@ -45,7 +47,7 @@ pub use ir::tensor::{
 pub use ir::text::{parse_model, print_graph, print_model, ParseError};
 pub use ir::types::{Dim, DimValue, Shape, Type, TypeKind};
 pub use ir::verify::{verify, VerifyError};
-pub use onnx::{from_proto, load, load_bytes, save, to_proto, OnnxError, SaveOptions, SaveReport};
+pub use onnx::{from_proto, load, load_bytes, save, tensor_from_proto, to_proto, OnnxError, SaveOptions, SaveReport};
 pub use ops::{Kernel, OpCtx, OpError, OpRegistry};
 pub use security::{LoadPolicy, SecurityError};
 

@@ -25,6 +25,30 @@ enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Run a model on the CPU with the reference interpreter.
+    Run {
+        model: PathBuf,
+        /// An input as NAME=FILE (.npy or ONNX TensorProto .pb); repeat for each input.
+        #[arg(long = "input", value_name = "NAME=FILE")]
+        inputs: Vec<String>,
+        /// Where to write output_K.npy (one file per output, in graph order).
+        #[arg(long, value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+        /// The backend that runs the model.
+        #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+        backend: String,
+        /// Fill inputs that are not given with seeded random data of their declared shape.
+        #[arg(long)]
+        random: bool,
+        /// The size of a symbolic dimension for --random, as NAME=N; repeatable.
+        #[arg(long = "dim", value_name = "NAME=N")]
+        dims: Vec<String>,
+        /// The seed of --random.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
     /// Load a model and save it again (optionally moving weights to external data).
     Convert {
         input: PathBuf,
@@ -101,6 +125,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 emit(&modc::inspect(&m).to_string())?;
             }
         }
+        Command::Run { model, inputs, output_dir, backend: _, random, dims, seed, policy } => {
+            let m = modc::load(&model, &policy.policy()).map_err(|e| e.to_string())?;
+            run_model(&m, &inputs, output_dir.as_deref(), random, &dims, seed)?;
+        }
         Command::Convert {
             input,
             output,
@@ -134,6 +162,74 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+fn split_pair<'a>(arg: &'a str, flag: &str) -> Result<(&'a str, &'a str), String> {
+    arg.split_once('=').ok_or_else(|| format!("{flag} expects NAME=VALUE, got '{arg}'"))
+}
+
+fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::Path>, random: bool, dims: &[String], seed: u64) -> Result<(), String> {
+    let g = &m.graph;
+    let mut dim_sizes = std::collections::HashMap::new();
+    for d in dims {
+        let (k, v) = split_pair(d, "--dim")?;
+        let n: usize = v.parse().map_err(|_| format!("--dim {k}: '{v}' is not a size"))?;
+        dim_sizes.insert(k.to_string(), n);
+    }
+    let mut given = std::collections::HashMap::new();
+    for i in inputs {
+        let (name, file) = split_pair(i, "--input")?;
+        let id = g.inputs.iter().copied().find(|&v| g.value(v).name == name).ok_or_else(|| {
+            let names: Vec<&str> = g.inputs.iter().map(|&v| g.value(v).name.as_str()).collect();
+            format!("the model has no input named '{name}' (inputs: {})", names.join(", "))
+        })?;
+        let v = modc::read_value_file(std::path::Path::new(file), g.value(id).ty.as_ref())?;
+        given.insert(name.to_string(), v);
+    }
+    let mut feeds = Vec::new();
+    for (k, &id) in g.inputs.iter().enumerate() {
+        let val = g.value(id);
+        if let Some(v) = given.remove(&val.name) {
+            feeds.push((val.name.clone(), v));
+        } else if val.init.is_some() {
+            continue;
+        } else if random {
+            let t = modc::random_input(&val.name, val.ty.as_ref(), &dim_sizes, seed.wrapping_add(k as u64))?;
+            feeds.push((val.name.clone(), modc::RtValue::Tensor(t)));
+        } else {
+            let ty = val.ty.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "a value".into());
+            return Err(format!("input '{}' ({ty}) is not given; pass --input {}=FILE or use --random", val.name, val.name));
+        }
+    }
+    let start = std::time::Instant::now();
+    let outs = modc::Interpreter::new(m).run(feeds).map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed();
+    if let Some(dir) = output_dir {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut text = String::new();
+    for (k, (name, v)) in outs.iter().enumerate() {
+        match v {
+            modc::RtValue::Tensor(t) => {
+                let vals = t.to_f64_vec().map(|v| v.iter().take(6).map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(", ")).unwrap_or_default();
+                text.push_str(&format!("{name}: {}{:?} [{vals}{}]\n", t.dtype(), t.shape(), if t.len() > 6 { ", ..." } else { "" }));
+                if let Some(dir) = output_dir {
+                    modc::write_npy(&dir.join(format!("output_{k}.npy")), t)?;
+                }
+            }
+            other => {
+                text.push_str(&format!("{name}: {}\n", match other {
+                    modc::RtValue::Sequence(s) => format!("sequence of {} values", s.len()),
+                    _ => "optional".into(),
+                }));
+                if output_dir.is_some() {
+                    return Err(format!("output '{name}' is not a tensor and cannot be written as .npy"));
+                }
+            }
+        }
+    }
+    text.push_str(&format!("ran in {:.1} ms\n", elapsed.as_secs_f64() * 1e3));
+    emit(&text)
 }
 
 fn main() -> ExitCode {

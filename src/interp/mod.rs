@@ -15,6 +15,7 @@
 //! ```
 
 mod control;
+pub mod io;
 pub mod value;
 
 use crate::ir::graph::{Graph, Initializer, NodeId, ValueDef, ValueId};

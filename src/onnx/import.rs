@@ -82,6 +82,20 @@ pub fn load_bytes(
     from_proto(proto, path, base, policy)
 }
 
+/// Converts a `TensorProto` (read from a `.pb` file, for example) into an IR tensor,
+/// with the same checks as a model's tensors. External data is resolved against
+/// `base` under the default policy.
+pub fn tensor_from_proto(t: proto::TensorProto, path: &Path, base: &Path) -> Result<Tensor, OnnxError> {
+    let policy = LoadPolicy::default();
+    let mut cx = Importer {
+        path: path.to_path_buf(),
+        policy: &policy,
+        resolver: ExternalDataResolver::new(&policy, base),
+        nodes: 0,
+    };
+    cx.tensor(t, "")
+}
+
 /// Converts a decoded `ModelProto` into the IR.
 pub fn from_proto(
     p: proto::ModelProto,

@@ -20,7 +20,7 @@ mod export;
 mod import;
 
 pub use export::{save, to_proto, SaveOptions, SaveReport};
-pub use import::{from_proto, load, load_bytes};
+pub use import::{from_proto, load, load_bytes, tensor_from_proto};
 
 use std::path::PathBuf;
 
