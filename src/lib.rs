@@ -48,6 +48,7 @@ pub use ir::text::{parse_model, print_graph, print_model, ParseError};
 pub use ir::types::{Dim, DimValue, Shape, Type, TypeKind};
 pub use ir::verify::{verify, VerifyError};
 pub use onnx::{from_proto, load, load_bytes, save, tensor_from_proto, to_proto, OnnxError, SaveOptions, SaveReport};
+pub use ops::shape_infer::{infer_shapes, InferReport};
 pub use ops::{Kernel, OpCtx, OpError, OpRegistry};
 pub use security::{LoadPolicy, SecurityError};
 

@@ -46,6 +46,9 @@ enum Command {
         /// The seed of --random.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Run N times and report the median time (for benchmarks).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: usize,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -125,9 +128,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 emit(&modc::inspect(&m).to_string())?;
             }
         }
-        Command::Run { model, inputs, output_dir, backend: _, random, dims, seed, policy } => {
+        Command::Run { model, inputs, output_dir, backend: _, random, dims, seed, repeat, policy } => {
             let m = modc::load(&model, &policy.policy()).map_err(|e| e.to_string())?;
-            run_model(&m, &inputs, output_dir.as_deref(), random, &dims, seed)?;
+            run_model(&m, &inputs, output_dir.as_deref(), random, &dims, seed, repeat.max(1))?;
         }
         Command::Convert {
             input,
@@ -168,7 +171,7 @@ fn split_pair<'a>(arg: &'a str, flag: &str) -> Result<(&'a str, &'a str), String
     arg.split_once('=').ok_or_else(|| format!("{flag} expects NAME=VALUE, got '{arg}'"))
 }
 
-fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::Path>, random: bool, dims: &[String], seed: u64) -> Result<(), String> {
+fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::Path>, random: bool, dims: &[String], seed: u64, repeat: usize) -> Result<(), String> {
     let g = &m.graph;
     let mut dim_sizes = std::collections::HashMap::new();
     for d in dims {
@@ -201,9 +204,16 @@ fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::
             return Err(format!("input '{}' ({ty}) is not given; pass --input {}=FILE or use --random", val.name, val.name));
         }
     }
-    let start = std::time::Instant::now();
-    let outs = modc::Interpreter::new(m).run(feeds).map_err(|e| e.to_string())?;
-    let elapsed = start.elapsed();
+    let interp = modc::Interpreter::new(m);
+    let mut times = Vec::new();
+    let mut outs = Vec::new();
+    for _ in 0..repeat {
+        let start = std::time::Instant::now();
+        outs = interp.run(feeds.clone()).map_err(|e| e.to_string())?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
     if let Some(dir) = output_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -228,7 +238,11 @@ fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::
             }
         }
     }
-    text.push_str(&format!("ran in {:.1} ms\n", elapsed.as_secs_f64() * 1e3));
+    if repeat > 1 {
+        text.push_str(&format!("ran in {:.2} ms (median of {repeat})\n", median * 1e3));
+    } else {
+        text.push_str(&format!("ran in {:.2} ms\n", median * 1e3));
+    }
     emit(&text)
 }
 

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 mod binary;
 pub(crate) mod broadcast;
+pub(crate) mod shape_infer;
 mod cast;
 mod conv;
 mod elementwise;

@@ -1,0 +1,480 @@
+//! Shape and type inference over a whole graph, ready to run as a pass.
+//!
+//! [`infer_shapes`] walks the graph in topological order and gives each node
+//! output a type from its inputs' types, its attributes, and the values of small
+//! constant inputs (initializers and Constant nodes: shapes, axes, pads ...).
+//! Symbolic dimensions stay symbolic: `Add(f32[batch,3], f32[1,3])` is
+//! `f32[batch,3]`. A type the file already declares is kept unless the inferred
+//! one is more precise. Ops without a rule, or inputs of unknown type, leave the
+//! output unknown; nothing is guessed. Subgraphs (If, Loop, Scan bodies) are
+//! inferred too.
+//!
+//! The rules are one table, apart from the kernels, because they work on symbolic
+//! types where the kernels work on values.
+//!
+//! ```
+//! let mut m = modc::parse_model("opset _=17\ngraph @g(%x: f32[batch,3]) -> (%y) {\n  %0 = Relu(%x)\n  %y = Transpose(%0) {perm=[1,0]}\n  return %y\n}\n").unwrap();
+//! let r = modc::infer_shapes(&mut m);
+//! assert_eq!(r.inferred, 2);
+//! let y = m.graph.outputs[0];
+//! assert_eq!(m.graph.value(y).ty.as_ref().unwrap().to_string(), "f32[3,batch]");
+//! ```
+
+use crate::interp::value::TensorValue;
+use crate::ir::attr::AttrValue;
+use crate::ir::dtype::DType;
+use crate::ir::graph::{Graph, Initializer, Node, ValueId};
+use crate::ir::model::Model;
+use crate::ir::types::{Dim, DimValue, Shape, Type, TypeKind};
+use std::collections::HashMap;
+
+/// What inference did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct InferReport {
+    /// Values that got a type or a more precise one.
+    pub inferred: usize,
+    /// Node outputs still without a type.
+    pub unknown: usize,
+}
+
+/// Infers the types of every node output in the model (subgraphs included).
+pub fn infer_shapes(m: &mut Model) -> InferReport {
+    let opset = m.opset_version("").unwrap_or(1);
+    let mut report = InferReport::default();
+    infer_graph(&mut m.graph, opset, &mut report);
+    report
+}
+
+fn infer_graph(g: &mut Graph, opset: i64, report: &mut InferReport) {
+    let Ok(order) = g.topo_order() else { return };
+    let mut consts: HashMap<ValueId, TensorValue> = HashMap::new();
+    for &v in &g.initializers {
+        if let Some(Initializer::Dense(t)) = &g.value(v).init {
+            if t.num_elements().is_some_and(|n| n <= 64) {
+                if let Ok(tv) = TensorValue::from_tensor(t) {
+                    consts.insert(v, tv);
+                }
+            }
+        }
+    }
+    for n in order {
+        // Subgraphs first (their outputs may give Loop/If outputs their types).
+        let ids: Vec<usize> = (0..g.node(n).attrs.len()).collect();
+        for i in ids {
+            let mut a = std::mem::replace(&mut g.node_mut(n).attrs[i].value, AttrValue::Int(0));
+            for sub in a.graphs_mut() {
+                infer_graph(sub, opset, report);
+            }
+            g.node_mut(n).attrs[i].value = a;
+        }
+        let node = g.node(n);
+        if node.op_type == "Constant" && (node.domain.is_empty() || node.domain == "ai.onnx") {
+            if let Some(AttrValue::Tensor(t)) = node.attr("value").map(|a| &a.value) {
+                if t.num_elements().is_some_and(|c| c <= 64) {
+                    if let (Some(Some(out)), Ok(tv)) = (node.outputs.first(), TensorValue::from_tensor(t)) {
+                        consts.insert(*out, tv);
+                    }
+                }
+            }
+        }
+        let in_types: Vec<Option<Type>> = node.inputs.iter().map(|v| v.and_then(|v| g.value(v).ty.clone())).collect();
+        let in_consts: Vec<Option<&TensorValue>> = node.inputs.iter().map(|v| v.and_then(|v| consts.get(&v))).collect();
+        let outs = if node.domain.is_empty() || node.domain == "ai.onnx" { infer_node(node, &in_types, &in_consts, opset) } else { vec![] };
+        let node_outputs = node.outputs.clone();
+        for (slot, out) in node_outputs.iter().enumerate() {
+            let Some(v) = out else { continue };
+            let new = outs.get(slot).cloned().flatten();
+            let val = g.value_mut(*v);
+            match (&val.ty, new) {
+                (_, None) => {
+                    if val.ty.is_none() {
+                        report.unknown += 1;
+                    }
+                }
+                (Some(old), Some(t)) if precision(old) >= precision(&t) => {}
+                (_, Some(t)) => {
+                    val.ty = Some(t);
+                    report.inferred += 1;
+                }
+            }
+        }
+    }
+}
+
+/// How much a type says: a higher number is more precise.
+fn precision(t: &Type) -> usize {
+    match &t.kind {
+        TypeKind::Tensor { elem, shape } => {
+            let e = usize::from(*elem != DType::Undefined);
+            e + shape.as_ref().map(|s| 1 + s.dims.iter().map(|d| match d.value {
+                DimValue::Fixed(_) => 2,
+                DimValue::Param(_) => 1,
+                DimValue::Unknown => 0,
+            }).sum::<usize>()).unwrap_or(0)
+        }
+        _ => 1,
+    }
+}
+
+fn tensor(elem: DType, dims: Vec<Dim>) -> Option<Type> {
+    Some(Type::tensor(elem, Shape::from_dims(dims)))
+}
+
+fn unranked(elem: DType) -> Option<Type> {
+    Some(Type { kind: TypeKind::Tensor { elem, shape: None }, denotation: None })
+}
+
+/// Element type and dims of a tensor type (dims `None` when the rank is unknown).
+fn parts(t: &Option<Type>) -> Option<(DType, Option<Vec<Dim>>)> {
+    let (e, s) = t.as_ref()?.as_tensor()?;
+    Some((e, s.map(|s| s.dims.iter().map(|d| Dim { value: d.value.clone(), denotation: None }).collect())))
+}
+
+fn attr_int(n: &Node, name: &str, default: i64) -> i64 {
+    n.attr(name).and_then(|a| a.value.as_int()).unwrap_or(default)
+}
+
+fn attr_ints(n: &Node, name: &str) -> Option<Vec<i64>> {
+    n.attr(name).and_then(|a| a.value.as_ints()).map(|v| v.to_vec())
+}
+
+fn norm(axis: i64, rank: usize) -> Option<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    (a >= 0 && (a as usize) < rank.max(1)).then_some(a as usize)
+}
+
+/// Broadcasts two symbolic shapes (numpy rules).
+fn broadcast(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
+    let n = a.len().max(b.len());
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let da = if i + a.len() >= n { a[i + a.len() - n].clone() } else { Dim::fixed(1) };
+        let db = if i + b.len() >= n { b[i + b.len() - n].clone() } else { Dim::fixed(1) };
+        out.push(match (&da.value, &db.value) {
+            (DimValue::Fixed(1), _) => db,
+            (_, DimValue::Fixed(1)) => da,
+            (x, y) if x == y => da,
+            (DimValue::Fixed(_), DimValue::Fixed(_)) => return None,
+            (DimValue::Fixed(_), _) => da,
+            (_, DimValue::Fixed(_)) => db,
+            _ => Dim::unknown(),
+        });
+    }
+    Some(out)
+}
+
+/// Output types of one node of the default domain.
+fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _opset: i64) -> Vec<Option<Type>> {
+    let first = || parts(ins.first().unwrap_or(&None));
+    let same_as_first = || vec![ins.first().cloned().flatten()];
+    let const_ints = |i: usize| consts.get(i).copied().flatten().and_then(|t| t.to_i64_vec());
+    let op = n.op_type.as_str();
+    match op {
+        // Same type and shape as the first input.
+        "Relu" | "LeakyRelu" | "Sigmoid" | "Tanh" | "Exp" | "Log" | "Sqrt" | "Abs" | "Neg" | "Reciprocal" | "Floor" | "Ceil" | "Round" | "Sign" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh" | "Cosh" | "Asinh" | "Acosh" | "Atanh" | "Erf" | "HardSigmoid" | "HardSwish" | "Softplus" | "Softsign" | "Elu" | "Selu" | "Celu" | "ThresholdedRelu" | "Gelu" | "Mish" | "Identity" | "Softmax" | "LogSoftmax" | "Hardmax" | "BatchNormalization" | "InstanceNormalization" | "LRN" | "LpNormalization" | "MeanVarianceNormalization" | "Clip" | "Dropout" | "Not" | "BitwiseNot" | "CumSum" | "Shrink" | "Trilu" | "PRelu" | "RMSNormalization" | "GroupNormalization" => {
+            let mut v = same_as_first();
+            if op == "Dropout" {
+                v.push(first().map(|(_, d)| match d {
+                    Some(d) => tensor(DType::Bool, d),
+                    None => unranked(DType::Bool),
+                }).flatten());
+            }
+            v
+        }
+        "LayerNormalization" => same_as_first(),
+        "IsNaN" | "IsInf" => vec![first().and_then(|(_, d)| d).and_then(|d| tensor(DType::Bool, d))],
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Max" | "Min" | "Sum" | "Mean" | "BitShift" | "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Where" => {
+            let all: Option<Vec<(DType, Option<Vec<Dim>>)>> = ins.iter().map(parts).collect();
+            let Some(all) = all else { return vec![None] };
+            let elem = match op {
+                "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" => DType::Bool,
+                "Where" => all.get(1).map(|p| p.0).unwrap_or(DType::Undefined),
+                _ => all.first().map(|p| p.0).unwrap_or(DType::Undefined),
+            };
+            let mut shape: Option<Vec<Dim>> = Some(vec![]);
+            for (_, d) in &all {
+                shape = match (shape, d) {
+                    (Some(s), Some(d)) => broadcast(&s, d),
+                    _ => None,
+                };
+            }
+            vec![match shape {
+                Some(s) => tensor(elem, s),
+                None => unranked(elem),
+            }]
+        }
+        "Cast" => {
+            let to = DType::from_onnx(attr_int(n, "to", 0) as i32);
+            vec![match first() {
+                Some((_, Some(d))) => tensor(to, d),
+                _ => unranked(to),
+            }]
+        }
+        "CastLike" => {
+            let to = parts(ins.get(1).unwrap_or(&None)).map(|p| p.0);
+            vec![match (first(), to) {
+                (Some((_, Some(d))), Some(to)) => tensor(to, d),
+                _ => None,
+            }]
+        }
+        "Shape" => {
+            let rank = first().and_then(|(_, d)| d).map(|d| d.len() as i64);
+            let Some(r) = rank else { return vec![tensor(DType::I64, vec![Dim::unknown()])] };
+            let clamp = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) };
+            let start = clamp(attr_int(n, "start", 0));
+            let end = clamp(attr_int(n, "end", r));
+            vec![tensor(DType::I64, vec![Dim::fixed((end - start).max(0))])]
+        }
+        "Size" => vec![tensor(DType::I64, vec![])],
+        "Transpose" => {
+            let Some((e, Some(d))) = first() else { return vec![first().map(|p| p.0).and_then(unranked)] };
+            let perm = attr_ints(n, "perm").unwrap_or_else(|| (0..d.len() as i64).rev().collect());
+            let out: Option<Vec<Dim>> = perm.iter().map(|&p| d.get(p as usize).cloned()).collect();
+            vec![out.and_then(|o| tensor(e, o))]
+        }
+        "Reshape" => {
+            let Some((e, d)) = first() else { return vec![None] };
+            let Some(shape) = const_ints(1) else { return vec![unranked(e)] };
+            let allowzero = attr_int(n, "allowzero", 0) != 0;
+            let mut out: Vec<Dim> = Vec::new();
+            for (i, &s) in shape.iter().enumerate() {
+                out.push(match s {
+                    0 if !allowzero => d.as_ref().and_then(|d| d.get(i).cloned()).unwrap_or_else(Dim::unknown),
+                    -1 => Dim::unknown(),
+                    s => Dim::fixed(s),
+                });
+            }
+            // Resolve one -1 when every other dimension is known.
+            if let (Some(pos), Some(total)) = (shape.iter().position(|&s| s == -1), d.as_ref().and_then(|d| Shape::from_dims(d.clone()).num_elements())) {
+                let rest: Option<u64> = out.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, x)| x.as_fixed().map(|v| v as u64)).product();
+                if let Some(r) = rest.filter(|&r| r > 0) {
+                    out[pos] = Dim::fixed((total / r) as i64);
+                }
+            }
+            vec![tensor(e, out)]
+        }
+        "Flatten" => {
+            let Some((e, Some(d))) = first() else { return vec![None] };
+            let axis = norm(attr_int(n, "axis", 1), d.len() + 1).unwrap_or(1);
+            let prod = |s: &[Dim]| -> Dim { Shape::from_dims(s.to_vec()).num_elements().map(|v| Dim::fixed(v as i64)).unwrap_or_else(Dim::unknown) };
+            vec![tensor(e, vec![prod(&d[..axis]), prod(&d[axis..])])]
+        }
+        "Squeeze" | "Unsqueeze" => {
+            let Some((e, Some(d))) = first() else { return vec![None] };
+            let axes = attr_ints(n, "axes").or_else(|| const_ints(1));
+            if op == "Squeeze" {
+                let Some(axes) = axes else {
+                    // Without axes every dimension of size 1 goes, which needs fixed dims.
+                    if d.iter().all(|x| x.as_fixed().is_some()) {
+                        return vec![tensor(e, d.into_iter().filter(|x| x.as_fixed() != Some(1)).collect())];
+                    }
+                    return vec![unranked(e)];
+                };
+                let axes: Vec<usize> = axes.iter().filter_map(|&a| norm(a, d.len())).collect();
+                vec![tensor(e, d.into_iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, x)| x).collect())]
+            } else {
+                let Some(axes) = axes else { return vec![unranked(e)] };
+                let r = d.len() + axes.len();
+                let axes: Vec<usize> = axes.iter().filter_map(|&a| norm(a, r)).collect();
+                let mut it = d.into_iter();
+                let out: Vec<Dim> = (0..r).map(|i| if axes.contains(&i) { Dim::fixed(1) } else { it.next().unwrap_or_else(Dim::unknown) }).collect();
+                vec![tensor(e, out)]
+            }
+        }
+        "Concat" => {
+            let all: Option<Vec<(DType, Option<Vec<Dim>>)>> = ins.iter().map(parts).collect();
+            let Some(all) = all else { return vec![None] };
+            let Some(e) = all.first().map(|p| p.0) else { return vec![None] };
+            let dims: Option<Vec<Vec<Dim>>> = all.into_iter().map(|p| p.1).collect();
+            let Some(dims) = dims else { return vec![unranked(e)] };
+            let r = dims[0].len();
+            let Some(axis) = norm(attr_int(n, "axis", 0), r) else { return vec![None] };
+            let mut out = dims[0].clone();
+            let total: Option<i64> = dims.iter().map(|d| d.get(axis).and_then(|x| x.as_fixed())).sum();
+            out[axis] = total.map(Dim::fixed).unwrap_or_else(Dim::unknown);
+            vec![tensor(e, out)]
+        }
+        "MatMul" => {
+            let (Some((e, Some(a))), Some((_, Some(b)))) = (first(), parts(ins.get(1).unwrap_or(&None))) else { return vec![first().map(|p| p.0).and_then(unranked)] };
+            if a.is_empty() || b.is_empty() {
+                return vec![None];
+            }
+            let (mut a2, mut b2) = (a.clone(), b.clone());
+            if a2.len() == 1 {
+                a2.insert(0, Dim::fixed(1));
+            }
+            if b2.len() == 1 {
+                b2.push(Dim::fixed(1));
+            }
+            let batch = broadcast(&a2[..a2.len() - 2], &b2[..b2.len() - 2]);
+            let Some(mut out) = batch else { return vec![None] };
+            if a.len() > 1 {
+                out.push(a2[a2.len() - 2].clone());
+            }
+            if b.len() > 1 {
+                out.push(b2[b2.len() - 1].clone());
+            }
+            vec![tensor(e, out)]
+        }
+        "Gemm" => {
+            let (Some((e, Some(a))), Some((_, Some(b)))) = (first(), parts(ins.get(1).unwrap_or(&None))) else { return vec![None] };
+            if a.len() != 2 || b.len() != 2 {
+                return vec![None];
+            }
+            let m = if attr_int(n, "transA", 0) != 0 { a[1].clone() } else { a[0].clone() };
+            let nn = if attr_int(n, "transB", 0) != 0 { b[0].clone() } else { b[1].clone() };
+            vec![tensor(e, vec![m, nn])]
+        }
+        "Conv" | "MaxPool" | "AveragePool" | "LpPool" => {
+            let Some((e, Some(x))) = first() else { return vec![None] };
+            if x.len() < 3 {
+                return vec![None];
+            }
+            let spatial = x.len() - 2;
+            let kernel: Vec<i64> = if op == "Conv" {
+                match parts(ins.get(1).unwrap_or(&None)) {
+                    Some((_, Some(w))) if w.len() == x.len() => match w[2..].iter().map(|d| d.as_fixed()).collect::<Option<Vec<_>>>() {
+                        Some(k) => k,
+                        None => attr_ints(n, "kernel_shape").unwrap_or_default(),
+                    },
+                    _ => attr_ints(n, "kernel_shape").unwrap_or_default(),
+                }
+            } else {
+                attr_ints(n, "kernel_shape").unwrap_or_default()
+            };
+            if kernel.len() != spatial {
+                return vec![None];
+            }
+            let channels = if op == "Conv" {
+                match parts(ins.get(1).unwrap_or(&None)) {
+                    Some((_, Some(w))) if !w.is_empty() => w[0].clone(),
+                    _ => Dim::unknown(),
+                }
+            } else {
+                x[1].clone()
+            };
+            let strides = attr_ints(n, "strides").unwrap_or_else(|| vec![1; spatial]);
+            let dil = attr_ints(n, "dilations").unwrap_or_else(|| vec![1; spatial]);
+            let pads = attr_ints(n, "pads").unwrap_or_else(|| vec![0; 2 * spatial]);
+            let auto_pad = n.attr("auto_pad").and_then(|a| a.value.as_str()).map(|s| String::from_utf8_lossy(s).into_owned()).unwrap_or_default();
+            let ceil = attr_int(n, "ceil_mode", 0) != 0;
+            let mut out = vec![x[0].clone(), channels];
+            for i in 0..spatial {
+                let (s, d) = (*strides.get(i).unwrap_or(&1), *dil.get(i).unwrap_or(&1));
+                out.push(match x[2 + i].as_fixed() {
+                    Some(len) if s > 0 => {
+                        let ek = d * (kernel[i] - 1) + 1;
+                        let v = match auto_pad.as_str() {
+                            "SAME_UPPER" | "SAME_LOWER" => (len + s - 1) / s,
+                            "VALID" => (len - ek) / s + 1,
+                            _ => {
+                                let p = pads.get(i).unwrap_or(&0) + pads.get(i + spatial).unwrap_or(&0);
+                                let num = len + p - ek;
+                                if ceil { (num + s - 1) / s + 1 } else { num / s + 1 }
+                            }
+                        };
+                        Dim::fixed(v)
+                    }
+                    _ => Dim::unknown(),
+                });
+            }
+            let mut v = vec![tensor(e, out.clone())];
+            if op == "MaxPool" {
+                v.push(tensor(DType::I64, out));
+            }
+            v
+        }
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
+            let Some((e, Some(x))) = first() else { return vec![None] };
+            let mut out = x.clone();
+            for d in out.iter_mut().skip(2) {
+                *d = Dim::fixed(1);
+            }
+            vec![tensor(e, out)]
+        }
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" | "ArgMax" | "ArgMin" => {
+            let Some((e, Some(x))) = first() else { return vec![None] };
+            let keep = attr_int(n, "keepdims", 1) != 0;
+            let e = if op.starts_with("Arg") { DType::I64 } else { e };
+            let axes: Option<Vec<i64>> = if op.starts_with("Arg") {
+                Some(vec![attr_int(n, "axis", 0)])
+            } else {
+                attr_ints(n, "axes").or_else(|| const_ints(1))
+            };
+            let axes: Vec<usize> = match axes {
+                Some(a) if !a.is_empty() => a.iter().filter_map(|&a| norm(a, x.len())).collect(),
+                Some(_) | None if ins.get(1).is_some_and(|t| t.is_some()) && !op.starts_with("Arg") => return vec![None],
+                _ => {
+                    if attr_int(n, "noop_with_empty_axes", 0) != 0 {
+                        return vec![tensor(e, x)];
+                    }
+                    (0..x.len()).collect()
+                }
+            };
+            let out: Vec<Dim> = x.into_iter().enumerate().filter_map(|(i, d)| if axes.contains(&i) { keep.then(|| Dim::fixed(1)) } else { Some(d) }).collect();
+            vec![tensor(e, out)]
+        }
+        "Gather" => {
+            let (Some((e, Some(x))), Some((_, Some(idx)))) = (first(), parts(ins.get(1).unwrap_or(&None))) else { return vec![None] };
+            let Some(axis) = norm(attr_int(n, "axis", 0), x.len()) else { return vec![None] };
+            let mut out = x[..axis].to_vec();
+            out.extend(idx);
+            out.extend_from_slice(&x[axis + 1..]);
+            vec![tensor(e, out)]
+        }
+        "Unique" | "NonZero" | "Compress" => vec![],
+        "ConstantOfShape" => {
+            let elem = match n.attr("value").map(|a| &a.value) {
+                Some(AttrValue::Tensor(t)) => t.dtype,
+                _ => DType::F32,
+            };
+            match const_ints(0) {
+                Some(s) => vec![tensor(elem, s.into_iter().map(Dim::fixed).collect())],
+                None => vec![match parts(ins.first().unwrap_or(&None)) {
+                    Some((_, Some(d))) if d.len() == 1 => match d[0].as_fixed() {
+                        Some(r) => tensor(elem, vec![Dim::unknown(); r.max(0) as usize]),
+                        None => unranked(elem),
+                    },
+                    _ => unranked(elem),
+                }],
+            }
+        }
+        "Constant" => {
+            let t = n.attrs.first().map(|a| (&a.name, &a.value));
+            vec![match t {
+                Some((_, AttrValue::Tensor(t))) => tensor(t.dtype, t.dims.iter().map(|&d| Dim::fixed(d)).collect()),
+                Some((k, AttrValue::Float(_))) if k == "value_float" => tensor(DType::F32, vec![]),
+                Some((k, AttrValue::Int(_))) if k == "value_int" => tensor(DType::I64, vec![]),
+                Some((_, AttrValue::Floats(v))) => tensor(DType::F32, vec![Dim::fixed(v.len() as i64)]),
+                Some((_, AttrValue::Ints(v))) => tensor(DType::I64, vec![Dim::fixed(v.len() as i64)]),
+                _ => None,
+            }]
+        }
+        "Expand" => {
+            let Some((e, d)) = first() else { return vec![None] };
+            match (d, const_ints(1)) {
+                (Some(d), Some(s)) => {
+                    let s: Vec<Dim> = s.into_iter().map(Dim::fixed).collect();
+                    vec![broadcast(&d, &s).and_then(|o| tensor(e, o))]
+                }
+                _ => vec![unranked(e)],
+            }
+        }
+        "Slice" | "Pad" | "Tile" | "Resize" | "Upsample" | "Range" | "TopK" | "Split" | "OneHot" | "DepthToSpace" | "SpaceToDepth" | "ScatterND" | "ScatterElements" | "GatherElements" | "GatherND" | "ConvTranspose" | "Einsum" | "LSTM" | "GRU" | "RNN" => {
+            // The rank is known for the rank-preserving ops; dims need values.
+            let Some((e, d)) = first() else { return vec![None] };
+            match op {
+                "Slice" | "Pad" | "Tile" | "Resize" | "Upsample" | "ScatterND" | "ScatterElements" | "DepthToSpace" | "SpaceToDepth" | "ConvTranspose" => {
+                    let keep_rank = |d: Option<Vec<Dim>>| d.map(|d| vec![Dim::unknown(); d.len()]);
+                    let out = if matches!(op, "ScatterND" | "ScatterElements") { d } else { keep_rank(d) };
+                    vec![match out {
+                        Some(o) => tensor(e, o),
+                        None => unranked(e),
+                    }]
+                }
+                _ => vec![],
+            }
+        }
+        _ => vec![],
+    }
+}
