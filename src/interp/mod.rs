@@ -53,6 +53,9 @@ pub enum InterpError {
 pub struct Interpreter<'m> {
     model: &'m Model,
     registry: OpRegistry,
+    /// When set, the element type and shape of every tensor a node produces, by
+    /// value name (all graphs), for checking shape inference and debugging.
+    trace: Option<std::cell::RefCell<HashMap<String, (crate::DType, Vec<usize>)>>>,
 }
 
 /// Names visible from a subgraph: the values of the enclosing graphs.
@@ -75,7 +78,22 @@ impl<'m> Interpreter<'m> {
         Interpreter {
             model,
             registry: OpRegistry::standard(),
+            trace: None,
         }
+    }
+
+    /// Runs the model and also returns the element type and shape of every tensor
+    /// the nodes produced, by value name.
+    #[allow(clippy::type_complexity)]
+    pub fn run_traced(
+        model: &'m Model,
+        inputs: Vec<(String, RtValue)>,
+    ) -> Result<(Vec<(String, RtValue)>, HashMap<String, (crate::DType, Vec<usize>)>), InterpError> {
+        let mut me = Interpreter::new(model);
+        me.trace = Some(Default::default());
+        let outs = me.run(inputs)?;
+        let trace = me.trace.take().map(|t| t.into_inner()).unwrap_or_default();
+        Ok((outs, trace))
     }
 
     /// Runs the model. `inputs` are (name, value) pairs; every graph input without
@@ -211,6 +229,9 @@ impl<'m> Interpreter<'m> {
             }
             for (slot, r) in results.into_iter().enumerate() {
                 if let Some(Some(v)) = node.outputs.get(slot) {
+                    if let (Some(trace), RtValue::Tensor(t)) = (&self.trace, &r) {
+                        trace.borrow_mut().insert(g.value(*v).name.clone(), (t.dtype(), t.shape().to_vec()));
+                    }
                     env.insert(*v, r);
                 }
             }

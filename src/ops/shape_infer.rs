@@ -127,7 +127,12 @@ fn unranked(elem: DType) -> Option<Type> {
 /// Element type and dims of a tensor type (dims `None` when the rank is unknown).
 fn parts(t: &Option<Type>) -> Option<(DType, Option<Vec<Dim>>)> {
     let (e, s) = t.as_ref()?.as_tensor()?;
-    Some((e, s.map(|s| s.dims.iter().map(|d| Dim { value: d.value.clone(), denotation: None }).collect())))
+    // A negative fixed dimension (some exporters write -1) means unknown.
+    let dim = |d: &Dim| match d.value {
+        DimValue::Fixed(n) if n < 0 => Dim::unknown(),
+        _ => Dim { value: d.value.clone(), denotation: None },
+    };
+    Some((e, s.map(|s| s.dims.iter().map(dim).collect())))
 }
 
 fn attr_int(n: &Node, name: &str, default: i64) -> i64 {
@@ -255,7 +260,13 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
         }
         "Flatten" => {
             let Some((e, Some(d))) = first() else { return vec![None] };
-            let axis = norm(attr_int(n, "axis", 1), d.len() + 1).unwrap_or(1);
+            // Flatten's axis is in [-r, r].
+            let a = attr_int(n, "axis", 1);
+            let axis = if a < 0 { a + d.len() as i64 } else { a };
+            if axis < 0 || axis as usize > d.len() {
+                return vec![None];
+            }
+            let axis = axis as usize;
             let prod = |s: &[Dim]| -> Dim { Shape::from_dims(s.to_vec()).num_elements().map(|v| Dim::fixed(v as i64)).unwrap_or_else(Dim::unknown) };
             vec![tensor(e, vec![prod(&d[..axis]), prod(&d[axis..])])]
         }
@@ -403,7 +414,8 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
             };
             let axes: Vec<usize> = match axes {
                 Some(a) if !a.is_empty() => a.iter().filter_map(|&a| norm(a, x.len())).collect(),
-                Some(_) | None if ins.get(1).is_some_and(|t| t.is_some()) && !op.starts_with("Arg") => return vec![None],
+                // Axes given as an input whose value is not known here.
+                Some(_) | None if n.inputs.get(1).is_some_and(|v| v.is_some()) && !op.starts_with("Arg") => return vec![None],
                 _ => {
                     if attr_int(n, "noop_with_empty_axes", 0) != 0 {
                         return vec![tensor(e, x)];
