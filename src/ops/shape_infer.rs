@@ -267,7 +267,12 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
                 return vec![None];
             }
             let axis = axis as usize;
-            let prod = |s: &[Dim]| -> Dim { Shape::from_dims(s.to_vec()).num_elements().map(|v| Dim::fixed(v as i64)).unwrap_or_else(Dim::unknown) };
+            let prod = |s: &[Dim]| -> Dim {
+                match s {
+                    [one] => one.clone(),
+                    _ => Shape::from_dims(s.to_vec()).num_elements().map(|v| Dim::fixed(v as i64)).unwrap_or_else(Dim::unknown),
+                }
+            };
             vec![tensor(e, vec![prod(&d[..axis]), prod(&d[axis..])])]
         }
         "Squeeze" | "Unsqueeze" => {
