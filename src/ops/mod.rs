@@ -28,6 +28,9 @@ mod index;
 mod logical;
 mod matmul;
 mod misc;
+mod strings;
+mod attention;
+mod loss;
 mod norm;
 mod pool;
 mod quant;
@@ -204,6 +207,9 @@ impl OpRegistry {
         sequence::register(&mut r);
         signal::register(&mut r);
         misc::register(&mut r);
+        strings::register(&mut r);
+        attention::register(&mut r);
+        loss::register(&mut r);
 
         r
     }
