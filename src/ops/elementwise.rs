@@ -1,5 +1,7 @@
-//! Elementwise arithmetic with broadcasting.
+//! Elementwise arithmetic with broadcasting (numpy style; before opset 7 the
+//! legacy `broadcast`/`axis` attributes, see [`super::binary::legacy_broadcast`]).
 
+use super::binary::legacy_broadcast;
 use super::broadcast::zip2;
 use super::{one, OpCtx, OpError, OpRegistry, OpResult};
 use crate::interp::value::{RtValue, TensorValue};
@@ -59,37 +61,26 @@ macro_rules! arith {
 pub(crate) use arith;
 
 fn add(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
-    one(arith!(
-        ctx.input(inputs, 0)?,
-        ctx.input(inputs, 1)?,
-        |p, q| p + q,
-        p.wrapping_add(q),
-        "Add"
-    )?)
+    let a = ctx.input(inputs, 0)?;
+    let b = legacy_broadcast(ctx, a, ctx.input(inputs, 1)?)?;
+    one(arith!(a, &*b, |p, q| p + q, p.wrapping_add(q), "Add")?)
 }
 
 fn sub(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
-    one(arith!(
-        ctx.input(inputs, 0)?,
-        ctx.input(inputs, 1)?,
-        |p, q| p - q,
-        p.wrapping_sub(q),
-        "Sub"
-    )?)
+    let a = ctx.input(inputs, 0)?;
+    let b = legacy_broadcast(ctx, a, ctx.input(inputs, 1)?)?;
+    one(arith!(a, &*b, |p, q| p - q, p.wrapping_sub(q), "Sub")?)
 }
 
 fn mul(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
-    one(arith!(
-        ctx.input(inputs, 0)?,
-        ctx.input(inputs, 1)?,
-        |p, q| p * q,
-        p.wrapping_mul(q),
-        "Mul"
-    )?)
+    let a = ctx.input(inputs, 0)?;
+    let b = legacy_broadcast(ctx, a, ctx.input(inputs, 1)?)?;
+    one(arith!(a, &*b, |p, q| p * q, p.wrapping_mul(q), "Mul")?)
 }
 
 fn div(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
-    let (a, b) = (ctx.input(inputs, 0)?, ctx.input(inputs, 1)?);
+    let a = ctx.input(inputs, 0)?;
+    let b = &*legacy_broadcast(ctx, a, ctx.input(inputs, 1)?)?;
     if a.dtype().bits().is_some()
         && !matches!(
             a.dtype(),
