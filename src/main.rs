@@ -49,6 +49,10 @@ enum Command {
         /// Run N times and report the median time (for benchmarks).
         #[arg(long, default_value_t = 1, value_name = "N")]
         repeat: usize,
+        /// Print the time spent per op type (all runs together; subgraph nodes are
+        /// also inside their If/Loop/Scan).
+        #[arg(long)]
+        profile: bool,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -128,9 +132,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 emit(&modc::inspect(&m).to_string())?;
             }
         }
-        Command::Run { model, inputs, output_dir, backend: _, random, dims, seed, repeat, policy } => {
+        Command::Run { model, inputs, output_dir, backend: _, random, dims, seed, repeat, profile, policy } => {
             let m = modc::load(&model, &policy.policy()).map_err(|e| e.to_string())?;
-            run_model(&m, &inputs, output_dir.as_deref(), random, &dims, seed, repeat.max(1))?;
+            let opts = RunOptions { random, seed, repeat: repeat.max(1), profile };
+            run_model(&m, &inputs, output_dir.as_deref(), &dims, &opts)?;
         }
         Command::Convert {
             input,
@@ -171,7 +176,15 @@ fn split_pair<'a>(arg: &'a str, flag: &str) -> Result<(&'a str, &'a str), String
     arg.split_once('=').ok_or_else(|| format!("{flag} expects NAME=VALUE, got '{arg}'"))
 }
 
-fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::Path>, random: bool, dims: &[String], seed: u64, repeat: usize) -> Result<(), String> {
+struct RunOptions {
+    random: bool,
+    seed: u64,
+    repeat: usize,
+    profile: bool,
+}
+
+fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::Path>, dims: &[String], opts: &RunOptions) -> Result<(), String> {
+    let (random, seed, repeat) = (opts.random, opts.seed, opts.repeat);
     let g = &m.graph;
     let mut dim_sizes = std::collections::HashMap::new();
     for d in dims {
@@ -204,7 +217,10 @@ fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::
             return Err(format!("input '{}' ({ty}) is not given; pass --input {}=FILE or use --random", val.name, val.name));
         }
     }
-    let interp = modc::Interpreter::new(m);
+    let mut interp = modc::Interpreter::new(m);
+    if opts.profile {
+        interp.enable_profile();
+    }
     let mut times = Vec::new();
     let mut outs = Vec::new();
     for _ in 0..repeat {
@@ -236,6 +252,12 @@ fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::
                     return Err(format!("output '{name}' is not a tensor and cannot be written as .npy"));
                 }
             }
+        }
+    }
+    if opts.profile {
+        text.push_str("op type                     calls      total ms\n");
+        for (op, calls, t) in interp.profile() {
+            text.push_str(&format!("{op:<26} {calls:>6} {:>13.3}\n", t.as_secs_f64() * 1e3));
         }
     }
     if repeat > 1 {

@@ -21,7 +21,9 @@ pub mod value;
 use crate::ir::graph::{Graph, Initializer, NodeId, ValueDef, ValueId};
 use crate::ir::model::{Model, OpsetImport};
 use crate::ops::{OpCtx, OpError, OpRegistry};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
 use value::{RtValue, TensorValue};
 
 /// An error while running a model.
@@ -56,6 +58,86 @@ pub struct Interpreter<'m> {
     /// When set, the element type and shape of every tensor a node produces, by
     /// value name (all graphs), for checking shape inference and debugging.
     trace: Option<std::cell::RefCell<HashMap<String, (crate::DType, Vec<usize>)>>>,
+    /// Per graph (by address; only graphs of the model, which outlive `self`).
+    plans: RefCell<HashMap<usize, Rc<GraphPlan>>>,
+    /// Initializers converted to runtime values, by (graph address, value).
+    initializers: RefCell<HashMap<(usize, ValueId), RtValue>>,
+    /// Outputs of Constant nodes, by (graph address, node).
+    constant_outputs: RefCell<HashMap<(usize, NodeId), RtValue>>,
+    /// When set: calls and time per op type.
+    profile: Option<RefCell<HashMap<String, (usize, std::time::Duration)>>>,
+}
+
+fn same_domain(a: &str, b: &str) -> bool {
+    fn norm(d: &str) -> &str {
+        if d == "ai.onnx" {
+            ""
+        } else {
+            d
+        }
+    }
+    norm(a) == norm(b)
+}
+
+/// The static schedule of one graph.
+struct GraphPlan {
+    n_values: usize,
+    order: Vec<NodeId>,
+    /// Per step and input slot: the value dies here and may be moved, not cloned.
+    take: Vec<Vec<bool>>,
+    /// Per step: values to drop after the step.
+    free_after: Vec<Vec<ValueId>>,
+    /// Per step: a Constant node, whose output is computed once.
+    constant_node: Vec<bool>,
+    /// Per node with subgraphs: the values of this graph its subgraphs read.
+    captured: HashMap<NodeId, Vec<ValueId>>,
+}
+
+impl GraphPlan {
+    fn new(g: &Graph) -> Result<GraphPlan, String> {
+        let order = g.topo_order().map_err(|_| "the graph has a cycle".to_string())?;
+        let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
+        let names: HashMap<&str, ValueId> = g.value_ids().map(|v| (g.value(v).name.as_str(), v)).collect();
+        let mut last_use: HashMap<ValueId, usize> = HashMap::new();
+        let mut captured: HashMap<NodeId, Vec<ValueId>> = HashMap::new();
+        for (step, &n) in order.iter().enumerate() {
+            let node = g.node(n);
+            for v in node.inputs.iter().flatten() {
+                last_use.insert(*v, step);
+            }
+            for a in &node.attrs {
+                for sub in a.value.graphs() {
+                    for name in captured_names(sub) {
+                        if let Some(&v) = names.get(name.as_str()) {
+                            last_use.insert(v, step);
+                            captured.entry(n).or_default().push(v);
+                        }
+                    }
+                }
+            }
+        }
+        let mut take = Vec::with_capacity(order.len());
+        let mut free_after = Vec::with_capacity(order.len());
+        let mut constant_node = Vec::with_capacity(order.len());
+        for (step, &n) in order.iter().enumerate() {
+            let node = g.node(n);
+            let dies = |v: &ValueId| last_use.get(v) == Some(&step) && !outputs.contains(v) && g.value(*v).init.is_none() && g.value(*v).def != ValueDef::Outer && !captured.get(&n).is_some_and(|c| c.contains(v));
+            let mut t = vec![false; node.inputs.len()];
+            for (slot, v) in node.inputs.iter().enumerate() {
+                if let Some(v) = v {
+                    // Only the last slot reading a dying value may move it.
+                    let later = node.inputs[slot + 1..].contains(&Some(*v));
+                    t[slot] = dies(v) && !later;
+                }
+            }
+            take.push(t);
+            let mut free: Vec<ValueId> = node.inputs.iter().flatten().filter(|v| last_use.get(v) == Some(&step) && !outputs.contains(v)).copied().collect();
+            free.extend(captured.get(&n).into_iter().flatten().filter(|v| last_use.get(v) == Some(&step) && !outputs.contains(v)));
+            free_after.push(free);
+            constant_node.push(node.op_type == "Constant" && node.inputs.is_empty() && (node.domain.is_empty() || node.domain == "ai.onnx"));
+        }
+        Ok(GraphPlan { n_values: g.value_ids().count(), order, take, free_after, constant_node, captured })
+    }
 }
 
 /// Names visible from a subgraph: the values of the enclosing graphs.
@@ -79,7 +161,23 @@ impl<'m> Interpreter<'m> {
             model,
             registry: OpRegistry::standard(),
             trace: None,
+            plans: Default::default(),
+            initializers: Default::default(),
+            constant_outputs: Default::default(),
+            profile: None,
         }
+    }
+
+    /// Records calls and time per op type from now on (see [`Interpreter::profile`]).
+    pub fn enable_profile(&mut self) {
+        self.profile = Some(Default::default());
+    }
+
+    /// Op types with their call count and total time, slowest first.
+    pub fn profile(&self) -> Vec<(String, usize, std::time::Duration)> {
+        let mut v: Vec<_> = self.profile.as_ref().map(|p| p.borrow().iter().map(|(k, (c, d))| (k.clone(), *c, *d)).collect()).unwrap_or_default();
+        v.sort_by(|a, b| b.2.cmp(&a.2));
+        v
     }
 
     /// Runs the model and also returns the element type and shape of every tensor
@@ -151,80 +249,91 @@ impl<'m> Interpreter<'m> {
         outer: &Frame,
         inputs: Vec<Option<RtValue>>,
     ) -> Result<Vec<RtValue>, InterpError> {
-        let gerr = |m: String| InterpError::Graph {
-            graph: g.name.clone(),
-            message: m,
-        };
-        let order = g
-            .topo_order()
-            .map_err(|_| gerr("the graph has a cycle".into()))?;
-        let mut env: HashMap<ValueId, RtValue> = HashMap::new();
-        if inputs.len() > g.inputs.len() {
-            return Err(gerr(format!(
-                "{} inputs given, the graph has {}",
-                inputs.len(),
-                g.inputs.len()
-            )));
+        self.run_graph_with(g, opsets, outer, inputs, true)
+    }
+
+    /// The static part of running `g` (order, when values die), computed once per
+    /// graph of the model and reused by every run.
+    fn plan_for(&self, g: &Graph, cache: bool) -> Result<Rc<GraphPlan>, InterpError> {
+        let key = g as *const Graph as usize;
+        if cache {
+            if let Some(p) = self.plans.borrow().get(&key) {
+                return Ok(p.clone());
+            }
         }
+        let plan = Rc::new(GraphPlan::new(g).map_err(|m| InterpError::Graph { graph: g.name.clone(), message: m })?);
+        if cache {
+            self.plans.borrow_mut().insert(key, plan.clone());
+        }
+        Ok(plan)
+    }
+
+    /// Runs `g`. `cache`: whether `g` lives as long as the interpreter (false for
+    /// function bodies instantiated per call), so its plan and constants may be kept.
+    pub(crate) fn run_graph_with(
+        &self,
+        g: &Graph,
+        opsets: &[OpsetImport],
+        outer: &Frame,
+        inputs: Vec<Option<RtValue>>,
+        cache: bool,
+    ) -> Result<Vec<RtValue>, InterpError> {
+        let gerr = |m: String| InterpError::Graph { graph: g.name.clone(), message: m };
+        let plan = self.plan_for(g, cache)?;
+        if inputs.len() > g.inputs.len() {
+            return Err(gerr(format!("{} inputs given, the graph has {}", inputs.len(), g.inputs.len())));
+        }
+        let mut env: Vec<Option<RtValue>> = vec![None; plan.n_values];
         for (k, &id) in g.inputs.iter().enumerate() {
             match inputs.get(k).cloned().flatten() {
-                Some(v) => {
-                    env.insert(id, v);
-                }
+                Some(v) => env[id.0 as usize] = Some(v),
                 None => {
                     if let Some(Initializer::Dense(t)) = &g.value(id).init {
-                        env.insert(
-                            id,
-                            RtValue::Tensor(
-                                TensorValue::from_tensor(t).map_err(|e| gerr(e.to_string()))?,
-                            ),
-                        );
+                        env[id.0 as usize] = Some(RtValue::Tensor(TensorValue::from_tensor(t).map_err(|e| gerr(e.to_string()))?));
                     }
                 }
             }
         }
-        // Last use of every value, so it can be freed.
-        let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
-        let mut last_use: HashMap<ValueId, usize> = HashMap::new();
-        let names: HashMap<&str, ValueId> = g
-            .value_ids()
-            .map(|v| (g.value(v).name.as_str(), v))
-            .collect();
-        for (step, &n) in order.iter().enumerate() {
+        for (step, &n) in plan.order.iter().enumerate() {
             let node = g.node(n);
-            for v in node.inputs.iter().flatten() {
-                last_use.insert(*v, step);
-            }
-            for a in &node.attrs {
-                for sub in a.value.graphs() {
-                    for name in captured_names(sub) {
-                        if let Some(&v) = names.get(name.as_str()) {
-                            last_use.insert(v, step);
-                        }
+            let key = (g as *const Graph as usize, n);
+            if cache && plan.constant_node[step] {
+                if let Some(v) = self.constant_outputs.borrow().get(&key) {
+                    if let Some(Some(o)) = node.outputs.first() {
+                        env[o.0 as usize] = Some(v.clone());
                     }
+                    continue;
                 }
             }
-        }
-        for (step, &n) in order.iter().enumerate() {
-            let node = g.node(n);
             let mut args: Vec<Option<RtValue>> = Vec::with_capacity(node.inputs.len());
-            for v in &node.inputs {
+            for (slot, v) in node.inputs.iter().enumerate() {
                 args.push(match v {
                     None => None,
-                    Some(v) => Some(
-                        self.fetch(g, *v, &env, outer)
-                            .map_err(|m| node_err(g, n, m))?,
-                    ),
+                    Some(v) => {
+                        let moved = if plan.take[step][slot] { env[v.0 as usize].take() } else { None };
+                        match moved {
+                            Some(x) => Some(x),
+                            None => Some(self.fetch(g, *v, &env, outer, cache).map_err(|m| node_err(g, n, m))?),
+                        }
+                    }
                 });
             }
-            let results = self.run_node(g, n, opsets, &env, outer, args)?;
+            let started = self.profile.as_ref().map(|_| std::time::Instant::now());
+            let results = self.run_node(g, n, opsets, &env, outer, args, &plan)?;
+            if let (Some(p), Some(t)) = (&self.profile, started) {
+                let mut p = p.borrow_mut();
+                let e = p.entry(node.op_type.clone()).or_default();
+                e.0 += 1;
+                e.1 += t.elapsed();
+            }
             for (slot, o) in node.outputs.iter().enumerate() {
                 if o.is_some() && slot >= results.len() {
-                    return Err(node_err(
-                        g,
-                        n,
-                        format!("produced {} outputs, output {slot} is used", results.len()),
-                    ));
+                    return Err(node_err(g, n, format!("produced {} outputs, output {slot} is used", results.len())));
+                }
+            }
+            if cache && plan.constant_node[step] {
+                if let Some(r) = results.first() {
+                    self.constant_outputs.borrow_mut().insert(key, r.clone());
                 }
             }
             for (slot, r) in results.into_iter().enumerate() {
@@ -232,107 +341,73 @@ impl<'m> Interpreter<'m> {
                     if let (Some(trace), RtValue::Tensor(t)) = (&self.trace, &r) {
                         trace.borrow_mut().insert(g.value(*v).name.clone(), (t.dtype(), t.shape().to_vec()));
                     }
-                    env.insert(*v, r);
+                    env[v.0 as usize] = Some(r);
                 }
             }
-            for v in node.inputs.iter().flatten() {
-                if last_use.get(v) == Some(&step) && !outputs.contains(v) {
-                    env.remove(v);
-                }
+            for v in &plan.free_after[step] {
+                env[v.0 as usize] = None;
             }
         }
         g.outputs
             .iter()
-            .map(|&o| {
-                self.fetch(g, o, &env, outer)
-                    .map_err(|m| gerr(format!("output '{}': {m}", g.value(o).name)))
-            })
+            .map(|&o| self.fetch(g, o, &env, outer, cache).map_err(|m| gerr(format!("output '{}': {m}", g.value(o).name))))
             .collect()
     }
 
-    fn fetch(
-        &self,
-        g: &Graph,
-        v: ValueId,
-        env: &HashMap<ValueId, RtValue>,
-        outer: &Frame,
-    ) -> Result<RtValue, String> {
-        if let Some(x) = env.get(&v) {
+    fn fetch(&self, g: &Graph, v: ValueId, env: &[Option<RtValue>], outer: &Frame, cache: bool) -> Result<RtValue, String> {
+        if let Some(Some(x)) = env.get(v.0 as usize) {
             return Ok(x.clone());
         }
         let val = g.value(v);
         match (&val.def, &val.init) {
-            (_, Some(Initializer::Dense(t))) => TensorValue::from_tensor(t)
-                .map(RtValue::Tensor)
-                .map_err(|e| e.to_string()),
-            (_, Some(Initializer::Sparse(_))) => Err(format!(
-                "sparse initializer '{}' is not supported",
-                val.name
-            )),
-            (ValueDef::Outer, _) => outer
-                .lookup(&val.name)
-                .cloned()
-                .ok_or_else(|| format!("'{}' is not defined in any enclosing graph", val.name)),
+            (_, Some(Initializer::Dense(t))) => {
+                let key = (g as *const Graph as usize, v);
+                if cache {
+                    if let Some(c) = self.initializers.borrow().get(&key) {
+                        return Ok(c.clone());
+                    }
+                }
+                let c = TensorValue::from_tensor(t).map(RtValue::Tensor).map_err(|e| e.to_string())?;
+                if cache {
+                    self.initializers.borrow_mut().insert(key, c.clone());
+                }
+                Ok(c)
+            }
+            (_, Some(Initializer::Sparse(_))) => Err(format!("sparse initializer '{}' is not supported", val.name)),
+            (ValueDef::Outer, _) => outer.lookup(&val.name).cloned().ok_or_else(|| format!("'{}' is not defined in any enclosing graph", val.name)),
             _ => Err(format!("value '{}' has not been computed", val.name)),
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run_node(
         &self,
         g: &Graph,
         n: NodeId,
         opsets: &[OpsetImport],
-        env: &HashMap<ValueId, RtValue>,
+        env: &[Option<RtValue>],
         outer: &Frame,
         args: Vec<Option<RtValue>>,
+        plan: &GraphPlan,
     ) -> Result<Vec<RtValue>, InterpError> {
         let node = g.node(n);
-        let norm = |d: &str| {
-            if d == "ai.onnx" {
-                String::new()
-            } else {
-                d.to_string()
-            }
-        };
-        let opset = opsets
-            .iter()
-            .find(|o| norm(&o.domain) == norm(&node.domain))
-            .map(|o| o.version)
-            .unwrap_or(1);
+        let opset = opsets.iter().find(|o| same_domain(&o.domain, &node.domain)).map(|o| o.version).unwrap_or(1);
         let has_subgraph = node.attrs.iter().any(|a| !a.value.graphs().is_empty());
         if has_subgraph || matches!(node.op_type.as_str(), "If" | "Loop" | "Scan") {
-            // The enclosing values, by name, for the subgraphs.
-            let mut values: HashMap<&str, &RtValue> = HashMap::new();
-            for (id, v) in env {
-                values.insert(g.value(*id).name.as_str(), v);
+            // The values the subgraphs read from this graph, by name.
+            let mut owned: Vec<(&str, RtValue)> = Vec::new();
+            for &v in plan.captured.get(&n).map(|v| v.as_slice()).unwrap_or(&[]) {
+                if let Ok(x) = self.fetch(g, v, env, outer, true) {
+                    owned.push((g.value(v).name.as_str(), x));
+                }
             }
-            let frame = Frame {
-                values,
-                parent: Some(outer),
-            };
-            let consts = self.constants_for(g);
-            let mut frame = frame;
-            for (name, v) in &consts {
-                frame.values.entry(name.as_str()).or_insert(v);
-            }
+            let frame = Frame { values: owned.iter().map(|(k, v)| (*k, v)).collect(), parent: Some(outer) };
             return control::run(self, g, n, opsets, opset, &frame, args);
         }
-        if let Some(f) = self
-            .model
-            .functions
-            .iter()
-            .find(|f| f.name == node.op_type && norm(&f.domain) == norm(&node.domain))
-        {
+        if let Some(f) = self.model.functions.iter().find(|f| f.name == node.op_type && same_domain(&f.domain, &node.domain)) {
             return control::call_function(self, g, n, f, args);
         }
-        let kernel = self
-            .registry
-            .get(&node.domain, &node.op_type)
-            .ok_or_else(|| InterpError::Unsupported {
-                node: node_name(g, n),
-                op: node.op_type.clone(),
-                domain: node.domain.clone(),
-            })?;
+        let kernel = self.registry.get(&node.domain, &node.op_type).ok_or_else(|| InterpError::Unsupported { node: node_name(g, n), op: node.op_type.clone(), domain: node.domain.clone() })?;
         let ctx = OpCtx { node, opset };
         kernel(&ctx, &args).map_err(|e| match e {
             OpError::Unsupported(m) => node_err(g, n, format!("not supported: {m}")),
@@ -340,19 +415,6 @@ impl<'m> Interpreter<'m> {
         })
     }
 
-    /// The constants of `g` (initializers) as values, for subgraphs that read them.
-    fn constants_for(&self, g: &Graph) -> Vec<(String, RtValue)> {
-        g.initializers
-            .iter()
-            .filter(|&&v| g.value(v).def == ValueDef::Const)
-            .filter_map(|&v| match &g.value(v).init {
-                Some(Initializer::Dense(t)) => TensorValue::from_tensor(t)
-                    .ok()
-                    .map(|t| (g.value(v).name.clone(), RtValue::Tensor(t))),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 /// Names a subgraph (or its own subgraphs) reads from enclosing graphs.

@@ -178,7 +178,8 @@ pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
 
 /// The kernels, by (domain, op type). `""` and `"ai.onnx"` are the same domain.
 pub struct OpRegistry {
-    kernels: HashMap<(String, String), Kernel>,
+    /// domain → op type → kernel (looked up without allocating).
+    kernels: HashMap<String, HashMap<String, Kernel>>,
 }
 
 impl OpRegistry {
@@ -215,29 +216,24 @@ impl OpRegistry {
     }
 
     pub fn add(&mut self, op: &str, k: Kernel) {
-        self.kernels.insert((String::new(), op.to_string()), k);
+        self.add_in("", op, k);
     }
     pub fn add_in(&mut self, domain: &str, op: &str, k: Kernel) {
-        self.kernels.insert((domain.to_string(), op.to_string()), k);
+        let d = if domain == "ai.onnx" { "" } else { domain };
+        self.kernels.entry(d.to_string()).or_default().insert(op.to_string(), k);
     }
 
     pub fn get(&self, domain: &str, op: &str) -> Option<Kernel> {
         let d = if domain == "ai.onnx" { "" } else { domain };
-        self.kernels.get(&(d.to_string(), op.to_string())).copied()
+        self.kernels.get(d)?.get(op).copied()
     }
 
     /// Sorted names of every registered op (`domain::op` outside the default domain).
     pub fn op_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .kernels
-            .keys()
-            .map(|(d, o)| {
-                if d.is_empty() {
-                    o.clone()
-                } else {
-                    format!("{d}::{o}")
-                }
-            })
+            .iter()
+            .flat_map(|(d, ops)| ops.keys().map(move |o| if d.is_empty() { o.clone() } else { format!("{d}::{o}") }))
             .collect();
         v.sort();
         v
