@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of modc: installs the Python reference tools if missing, fetches
 # the pinned test data on first use (cached in target/modc-testdata), runs the Rust
-# tests, then checks with onnx and onnxruntime that `modc convert` keeps the meaning
-# of every test model.
+# tests (the ONNX backend conformance of the interpreter among them), checks that
+# `modc run` gives onnxruntime's outputs on the real models, then checks with onnx
+# and onnxruntime that `modc convert` keeps the meaning of every test model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +15,5 @@ export MODC_REQUIRE_TESTDATA=1
 cargo test --all-targets
 cargo test --doc
 cargo build --bin modc
+python3 scripts/real_models.py --modc target/debug/modc
 python3 scripts/roundtrip_check.py --modc target/debug/modc
