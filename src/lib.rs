@@ -36,7 +36,7 @@ mod security;
 pub use inspect::{inspect, ModelSummary};
 pub use interp::io::{random_input, read_npy, read_value_file, write_npy};
 pub use interp::value::{RtValue, TensorValue, ValueError};
-pub use interp::{InterpError, Interpreter};
+pub use interp::{InterpError, Interpreter, Trace};
 pub use ir::attr::{Attr, AttrValue};
 pub use ir::dtype::DType;
 pub use ir::graph::{Graph, Initializer, Node, NodeId, Value, ValueDef, ValueId};
@@ -47,7 +47,10 @@ pub use ir::tensor::{
 pub use ir::text::{parse_model, print_graph, print_model, ParseError};
 pub use ir::types::{Dim, DimValue, Shape, Type, TypeKind};
 pub use ir::verify::{verify, VerifyError};
-pub use onnx::{from_proto, load, load_bytes, save, tensor_from_proto, to_proto, OnnxError, SaveOptions, SaveReport};
+pub use onnx::{
+    from_proto, load, load_bytes, save, tensor_from_proto, to_proto, OnnxError, SaveOptions,
+    SaveReport,
+};
 pub use ops::shape_infer::{infer_shapes, InferReport};
 pub use ops::{Kernel, OpCtx, OpError, OpRegistry};
 pub use security::{LoadPolicy, SecurityError};

@@ -57,7 +57,7 @@ pub struct Interpreter<'m> {
     registry: OpRegistry,
     /// When set, the element type and shape of every tensor a node produces, by
     /// value name (all graphs), for checking shape inference and debugging.
-    trace: Option<std::cell::RefCell<HashMap<String, (crate::DType, Vec<usize>)>>>,
+    trace: Option<RefCell<Trace>>,
     /// Per graph (by address; only graphs of the model, which outlive `self`).
     plans: RefCell<HashMap<usize, Rc<GraphPlan>>>,
     /// Initializers converted to runtime values, by (graph address, value).
@@ -79,6 +79,9 @@ fn same_domain(a: &str, b: &str) -> bool {
     norm(a) == norm(b)
 }
 
+/// Element type and shape of each produced tensor, by value name.
+pub type Trace = HashMap<String, (crate::DType, Vec<usize>)>;
+
 /// The static schedule of one graph.
 struct GraphPlan {
     n_values: usize,
@@ -95,9 +98,14 @@ struct GraphPlan {
 
 impl GraphPlan {
     fn new(g: &Graph) -> Result<GraphPlan, String> {
-        let order = g.topo_order().map_err(|_| "the graph has a cycle".to_string())?;
+        let order = g
+            .topo_order()
+            .map_err(|_| "the graph has a cycle".to_string())?;
         let outputs: HashSet<ValueId> = g.outputs.iter().copied().collect();
-        let names: HashMap<&str, ValueId> = g.value_ids().map(|v| (g.value(v).name.as_str(), v)).collect();
+        let names: HashMap<&str, ValueId> = g
+            .value_ids()
+            .map(|v| (g.value(v).name.as_str(), v))
+            .collect();
         let mut last_use: HashMap<ValueId, usize> = HashMap::new();
         let mut captured: HashMap<NodeId, Vec<ValueId>> = HashMap::new();
         for (step, &n) in order.iter().enumerate() {
@@ -121,7 +129,13 @@ impl GraphPlan {
         let mut constant_node = Vec::with_capacity(order.len());
         for (step, &n) in order.iter().enumerate() {
             let node = g.node(n);
-            let dies = |v: &ValueId| last_use.get(v) == Some(&step) && !outputs.contains(v) && g.value(*v).init.is_none() && g.value(*v).def != ValueDef::Outer && !captured.get(&n).is_some_and(|c| c.contains(v));
+            let dies = |v: &ValueId| {
+                last_use.get(v) == Some(&step)
+                    && !outputs.contains(v)
+                    && g.value(*v).init.is_none()
+                    && g.value(*v).def != ValueDef::Outer
+                    && !captured.get(&n).is_some_and(|c| c.contains(v))
+            };
             let mut t = vec![false; node.inputs.len()];
             for (slot, v) in node.inputs.iter().enumerate() {
                 if let Some(v) = v {
@@ -131,12 +145,35 @@ impl GraphPlan {
                 }
             }
             take.push(t);
-            let mut free: Vec<ValueId> = node.inputs.iter().flatten().filter(|v| last_use.get(v) == Some(&step) && !outputs.contains(v)).copied().collect();
-            free.extend(captured.get(&n).into_iter().flatten().filter(|v| last_use.get(v) == Some(&step) && !outputs.contains(v)));
+            let mut free: Vec<ValueId> = node
+                .inputs
+                .iter()
+                .flatten()
+                .filter(|v| last_use.get(v) == Some(&step) && !outputs.contains(v))
+                .copied()
+                .collect();
+            free.extend(
+                captured
+                    .get(&n)
+                    .into_iter()
+                    .flatten()
+                    .filter(|v| last_use.get(v) == Some(&step) && !outputs.contains(v)),
+            );
             free_after.push(free);
-            constant_node.push(node.op_type == "Constant" && node.inputs.is_empty() && (node.domain.is_empty() || node.domain == "ai.onnx"));
+            constant_node.push(
+                node.op_type == "Constant"
+                    && node.inputs.is_empty()
+                    && (node.domain.is_empty() || node.domain == "ai.onnx"),
+            );
         }
-        Ok(GraphPlan { n_values: g.value_ids().count(), order, take, free_after, constant_node, captured })
+        Ok(GraphPlan {
+            n_values: g.value_ids().count(),
+            order,
+            take,
+            free_after,
+            constant_node,
+            captured,
+        })
     }
 }
 
@@ -175,18 +212,26 @@ impl<'m> Interpreter<'m> {
 
     /// Op types with their call count and total time, slowest first.
     pub fn profile(&self) -> Vec<(String, usize, std::time::Duration)> {
-        let mut v: Vec<_> = self.profile.as_ref().map(|p| p.borrow().iter().map(|(k, (c, d))| (k.clone(), *c, *d)).collect()).unwrap_or_default();
-        v.sort_by(|a, b| b.2.cmp(&a.2));
+        let mut v: Vec<_> = self
+            .profile
+            .as_ref()
+            .map(|p| {
+                p.borrow()
+                    .iter()
+                    .map(|(k, (c, d))| (k.clone(), *c, *d))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by_key(|e| std::cmp::Reverse(e.2));
         v
     }
 
     /// Runs the model and also returns the element type and shape of every tensor
     /// the nodes produced, by value name.
-    #[allow(clippy::type_complexity)]
     pub fn run_traced(
         model: &'m Model,
         inputs: Vec<(String, RtValue)>,
-    ) -> Result<(Vec<(String, RtValue)>, HashMap<String, (crate::DType, Vec<usize>)>), InterpError> {
+    ) -> Result<(Vec<(String, RtValue)>, Trace), InterpError> {
         let mut me = Interpreter::new(model);
         me.trace = Some(Default::default());
         let outs = me.run(inputs)?;
@@ -261,7 +306,10 @@ impl<'m> Interpreter<'m> {
                 return Ok(p.clone());
             }
         }
-        let plan = Rc::new(GraphPlan::new(g).map_err(|m| InterpError::Graph { graph: g.name.clone(), message: m })?);
+        let plan = Rc::new(GraphPlan::new(g).map_err(|m| InterpError::Graph {
+            graph: g.name.clone(),
+            message: m,
+        })?);
         if cache {
             self.plans.borrow_mut().insert(key, plan.clone());
         }
@@ -278,10 +326,17 @@ impl<'m> Interpreter<'m> {
         inputs: Vec<Option<RtValue>>,
         cache: bool,
     ) -> Result<Vec<RtValue>, InterpError> {
-        let gerr = |m: String| InterpError::Graph { graph: g.name.clone(), message: m };
+        let gerr = |m: String| InterpError::Graph {
+            graph: g.name.clone(),
+            message: m,
+        };
         let plan = self.plan_for(g, cache)?;
         if inputs.len() > g.inputs.len() {
-            return Err(gerr(format!("{} inputs given, the graph has {}", inputs.len(), g.inputs.len())));
+            return Err(gerr(format!(
+                "{} inputs given, the graph has {}",
+                inputs.len(),
+                g.inputs.len()
+            )));
         }
         let mut env: Vec<Option<RtValue>> = vec![None; plan.n_values];
         for (k, &id) in g.inputs.iter().enumerate() {
@@ -289,7 +344,9 @@ impl<'m> Interpreter<'m> {
                 Some(v) => env[id.0 as usize] = Some(v),
                 None => {
                     if let Some(Initializer::Dense(t)) = &g.value(id).init {
-                        env[id.0 as usize] = Some(RtValue::Tensor(TensorValue::from_tensor(t).map_err(|e| gerr(e.to_string()))?));
+                        env[id.0 as usize] = Some(RtValue::Tensor(
+                            TensorValue::from_tensor(t).map_err(|e| gerr(e.to_string()))?,
+                        ));
                     }
                 }
             }
@@ -310,10 +367,17 @@ impl<'m> Interpreter<'m> {
                 args.push(match v {
                     None => None,
                     Some(v) => {
-                        let moved = if plan.take[step][slot] { env[v.0 as usize].take() } else { None };
+                        let moved = if plan.take[step][slot] {
+                            env[v.0 as usize].take()
+                        } else {
+                            None
+                        };
                         match moved {
                             Some(x) => Some(x),
-                            None => Some(self.fetch(g, *v, &env, outer, cache).map_err(|m| node_err(g, n, m))?),
+                            None => Some(
+                                self.fetch(g, *v, &env, outer, cache)
+                                    .map_err(|m| node_err(g, n, m))?,
+                            ),
                         }
                     }
                 });
@@ -328,7 +392,11 @@ impl<'m> Interpreter<'m> {
             }
             for (slot, o) in node.outputs.iter().enumerate() {
                 if o.is_some() && slot >= results.len() {
-                    return Err(node_err(g, n, format!("produced {} outputs, output {slot} is used", results.len())));
+                    return Err(node_err(
+                        g,
+                        n,
+                        format!("produced {} outputs, output {slot} is used", results.len()),
+                    ));
                 }
             }
             if cache && plan.constant_node[step] {
@@ -339,7 +407,9 @@ impl<'m> Interpreter<'m> {
             for (slot, r) in results.into_iter().enumerate() {
                 if let Some(Some(v)) = node.outputs.get(slot) {
                     if let (Some(trace), RtValue::Tensor(t)) = (&self.trace, &r) {
-                        trace.borrow_mut().insert(g.value(*v).name.clone(), (t.dtype(), t.shape().to_vec()));
+                        trace
+                            .borrow_mut()
+                            .insert(g.value(*v).name.clone(), (t.dtype(), t.shape().to_vec()));
                     }
                     env[v.0 as usize] = Some(r);
                 }
@@ -350,11 +420,21 @@ impl<'m> Interpreter<'m> {
         }
         g.outputs
             .iter()
-            .map(|&o| self.fetch(g, o, &env, outer, cache).map_err(|m| gerr(format!("output '{}': {m}", g.value(o).name))))
+            .map(|&o| {
+                self.fetch(g, o, &env, outer, cache)
+                    .map_err(|m| gerr(format!("output '{}': {m}", g.value(o).name)))
+            })
             .collect()
     }
 
-    fn fetch(&self, g: &Graph, v: ValueId, env: &[Option<RtValue>], outer: &Frame, cache: bool) -> Result<RtValue, String> {
+    fn fetch(
+        &self,
+        g: &Graph,
+        v: ValueId,
+        env: &[Option<RtValue>],
+        outer: &Frame,
+        cache: bool,
+    ) -> Result<RtValue, String> {
         if let Some(Some(x)) = env.get(v.0 as usize) {
             return Ok(x.clone());
         }
@@ -367,14 +447,22 @@ impl<'m> Interpreter<'m> {
                         return Ok(c.clone());
                     }
                 }
-                let c = TensorValue::from_tensor(t).map(RtValue::Tensor).map_err(|e| e.to_string())?;
+                let c = TensorValue::from_tensor(t)
+                    .map(RtValue::Tensor)
+                    .map_err(|e| e.to_string())?;
                 if cache {
                     self.initializers.borrow_mut().insert(key, c.clone());
                 }
                 Ok(c)
             }
-            (_, Some(Initializer::Sparse(_))) => Err(format!("sparse initializer '{}' is not supported", val.name)),
-            (ValueDef::Outer, _) => outer.lookup(&val.name).cloned().ok_or_else(|| format!("'{}' is not defined in any enclosing graph", val.name)),
+            (_, Some(Initializer::Sparse(_))) => Err(format!(
+                "sparse initializer '{}' is not supported",
+                val.name
+            )),
+            (ValueDef::Outer, _) => outer
+                .lookup(&val.name)
+                .cloned()
+                .ok_or_else(|| format!("'{}' is not defined in any enclosing graph", val.name)),
             _ => Err(format!("value '{}' has not been computed", val.name)),
         }
     }
@@ -391,7 +479,11 @@ impl<'m> Interpreter<'m> {
         plan: &GraphPlan,
     ) -> Result<Vec<RtValue>, InterpError> {
         let node = g.node(n);
-        let opset = opsets.iter().find(|o| same_domain(&o.domain, &node.domain)).map(|o| o.version).unwrap_or(1);
+        let opset = opsets
+            .iter()
+            .find(|o| same_domain(&o.domain, &node.domain))
+            .map(|o| o.version)
+            .unwrap_or(1);
         let has_subgraph = node.attrs.iter().any(|a| !a.value.graphs().is_empty());
         if has_subgraph || matches!(node.op_type.as_str(), "If" | "Loop" | "Scan") {
             // The values the subgraphs read from this graph, by name.
@@ -401,20 +493,34 @@ impl<'m> Interpreter<'m> {
                     owned.push((g.value(v).name.as_str(), x));
                 }
             }
-            let frame = Frame { values: owned.iter().map(|(k, v)| (*k, v)).collect(), parent: Some(outer) };
+            let frame = Frame {
+                values: owned.iter().map(|(k, v)| (*k, v)).collect(),
+                parent: Some(outer),
+            };
             return control::run(self, g, n, opsets, opset, &frame, args);
         }
-        if let Some(f) = self.model.functions.iter().find(|f| f.name == node.op_type && same_domain(&f.domain, &node.domain)) {
+        if let Some(f) = self
+            .model
+            .functions
+            .iter()
+            .find(|f| f.name == node.op_type && same_domain(&f.domain, &node.domain))
+        {
             return control::call_function(self, g, n, f, args);
         }
-        let kernel = self.registry.get(&node.domain, &node.op_type).ok_or_else(|| InterpError::Unsupported { node: node_name(g, n), op: node.op_type.clone(), domain: node.domain.clone() })?;
+        let kernel = self
+            .registry
+            .get(&node.domain, &node.op_type)
+            .ok_or_else(|| InterpError::Unsupported {
+                node: node_name(g, n),
+                op: node.op_type.clone(),
+                domain: node.domain.clone(),
+            })?;
         let ctx = OpCtx { node, opset };
         kernel(&ctx, &args).map_err(|e| match e {
             OpError::Unsupported(m) => node_err(g, n, format!("not supported: {m}")),
             OpError::Invalid(m) => node_err(g, n, m),
         })
     }
-
 }
 
 /// Names a subgraph (or its own subgraphs) reads from enclosing graphs.

@@ -26,11 +26,13 @@ pub(super) fn register(r: &mut OpRegistry) {
     r.add("OptionalGetElement", optional_get_element);
 }
 
-fn seq<'v>(inputs: &'v [Option<RtValue>], i: usize) -> Result<&'v [RtValue], OpError> {
+fn seq(inputs: &[Option<RtValue>], i: usize) -> Result<&[RtValue], OpError> {
     match inputs.get(i) {
         Some(Some(RtValue::Sequence(s))) => Ok(s),
         Some(Some(_)) => Err(OpError::Invalid(format!("input {i} must be a sequence"))),
-        _ => Err(OpError::Invalid(format!("input {i} (a sequence) is missing"))),
+        _ => Err(OpError::Invalid(format!(
+            "input {i} (a sequence) is missing"
+        ))),
     }
 }
 
@@ -40,7 +42,9 @@ fn position(p: i64, len: usize, end_ok: bool) -> Result<usize, OpError> {
     let q = if p < 0 { p + l } else { p };
     let max = if end_ok { l } else { l - 1 };
     if q < 0 || q > max {
-        return Err(OpError::Invalid(format!("position {p} is out of range for a sequence of {len}")));
+        return Err(OpError::Invalid(format!(
+            "position {p} is out of range for a sequence of {len}"
+        )));
     }
     Ok(q as usize)
 }
@@ -59,23 +63,40 @@ fn sequence_empty(ctx: &OpCtx, _inputs: &[Option<RtValue>]) -> OpResult {
 }
 
 fn sequence_construct(_ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
-    let items: Vec<RtValue> = inputs.iter().enumerate().map(|(i, v)| v.clone().ok_or_else(|| OpError::Invalid(format!("input {i} is missing")))).collect::<Result<_, _>>()?;
-    let dtypes: Vec<DType> = items.iter().filter_map(|v| v.as_tensor().map(|t| t.dtype())).collect();
+    let items: Vec<RtValue> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            v.clone()
+                .ok_or_else(|| OpError::Invalid(format!("input {i} is missing")))
+        })
+        .collect::<Result<_, _>>()?;
+    let dtypes: Vec<DType> = items
+        .iter()
+        .filter_map(|v| v.as_tensor().map(|t| t.dtype()))
+        .collect();
     if dtypes.windows(2).any(|w| w[0] != w[1]) {
-        return Err(OpError::Invalid("all items of a sequence must have the same element type".into()));
+        return Err(OpError::Invalid(
+            "all items of a sequence must have the same element type".into(),
+        ));
     }
     Ok(vec![RtValue::Sequence(items)])
 }
 
 fn sequence_at(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let s = seq(inputs, 0)?;
-    let p = scalar_pos(ctx, inputs, 1)?.ok_or_else(|| OpError::Invalid("position is missing".into()))?;
+    let p = scalar_pos(ctx, inputs, 1)?
+        .ok_or_else(|| OpError::Invalid("position is missing".into()))?;
     Ok(vec![s[position(p, s.len(), false)?].clone()])
 }
 
 fn sequence_insert(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let mut s = seq(inputs, 0)?.to_vec();
-    let t = inputs.get(1).cloned().flatten().ok_or_else(|| OpError::Invalid("the tensor to insert is missing".into()))?;
+    let t = inputs
+        .get(1)
+        .cloned()
+        .flatten()
+        .ok_or_else(|| OpError::Invalid("the tensor to insert is missing".into()))?;
     let at = match scalar_pos(ctx, inputs, 2)? {
         Some(p) => position(p, s.len(), true)?,
         None => s.len(),
@@ -87,7 +108,9 @@ fn sequence_insert(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 fn sequence_erase(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let mut s = seq(inputs, 0)?.to_vec();
     if s.is_empty() {
-        return Err(OpError::Invalid("cannot erase from an empty sequence".into()));
+        return Err(OpError::Invalid(
+            "cannot erase from an empty sequence".into(),
+        ));
     }
     let at = match scalar_pos(ctx, inputs, 1)? {
         Some(p) => position(p, s.len(), false)?,
@@ -98,7 +121,10 @@ fn sequence_erase(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 }
 
 fn sequence_length(_ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
-    one(TensorValue::from_i64(&[], vec![seq(inputs, 0)?.len() as i64]))
+    one(TensorValue::from_i64(
+        &[],
+        vec![seq(inputs, 0)?.len() as i64],
+    ))
 }
 
 fn split_to_sequence(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
@@ -110,11 +136,15 @@ fn split_to_sequence(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let (sizes, squeeze): (Vec<usize>, bool) = match split {
         None => (vec![1; dim], ctx.int("keepdims", 1) == 0),
         Some(t) => {
-            let v = t.to_i64_vec().ok_or_else(|| OpError::Invalid("split must be an integer tensor".into()))?;
+            let v = t
+                .to_i64_vec()
+                .ok_or_else(|| OpError::Invalid("split must be an integer tensor".into()))?;
             if t.shape().is_empty() {
                 let chunk = *v.first().unwrap_or(&1);
                 if chunk <= 0 {
-                    return Err(OpError::Invalid(format!("split size {chunk} must be positive")));
+                    return Err(OpError::Invalid(format!(
+                        "split size {chunk} must be positive"
+                    )));
                 }
                 let c = chunk as usize;
                 let mut sizes = vec![c; dim / c];
@@ -124,7 +154,9 @@ fn split_to_sequence(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
                 (sizes, false)
             } else {
                 if v.iter().any(|&s| s < 0) || v.iter().sum::<i64>() != dim as i64 {
-                    return Err(OpError::Invalid(format!("split sizes {v:?} do not add up to {dim}")));
+                    return Err(OpError::Invalid(format!(
+                        "split sizes {v:?} do not add up to {dim}"
+                    )));
                 }
                 (v.into_iter().map(|s| s as usize).collect(), false)
             }
@@ -145,8 +177,16 @@ fn split_to_sequence(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 
 fn concat_from_sequence(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let s = seq(inputs, 0)?;
-    let tensors: Vec<&TensorValue> = s.iter().map(|v| v.as_tensor().ok_or_else(|| OpError::Invalid("sequence items must be tensors".into()))).collect::<Result<_, _>>()?;
-    let first = tensors.first().ok_or_else(|| OpError::Invalid("cannot concatenate an empty sequence".into()))?;
+    let tensors: Vec<&TensorValue> = s
+        .iter()
+        .map(|v| {
+            v.as_tensor()
+                .ok_or_else(|| OpError::Invalid("sequence items must be tensors".into()))
+        })
+        .collect::<Result<_, _>>()?;
+    let first = tensors
+        .first()
+        .ok_or_else(|| OpError::Invalid("cannot concatenate an empty sequence".into()))?;
     let new_axis = ctx.int("new_axis", 0) == 1;
     let rank = first.shape().len() + usize::from(new_axis);
     let axis = norm_axis(ctx.int("axis", 0), rank)?;
@@ -155,11 +195,20 @@ fn concat_from_sequence(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
             let views: Vec<_> = tensors
                 .iter()
                 .map(|t| match t {
-                    TensorValue::$v(a) => Ok(if new_axis { a.view().insert_axis(Axis(axis)) } else { a.view() }),
-                    _ => Err(OpError::Invalid("sequence items have different element types".into())),
+                    TensorValue::$v(a) => Ok(if new_axis {
+                        a.view().insert_axis(Axis(axis))
+                    } else {
+                        a.view()
+                    }),
+                    _ => Err(OpError::Invalid(
+                        "sequence items have different element types".into(),
+                    )),
                 })
                 .collect::<Result<_, _>>()?;
-            TensorValue::$v(ndarray::concatenate(Axis(axis), &views).map_err(|e| OpError::Invalid(format!("cannot concatenate: {e}")))?)
+            TensorValue::$v(
+                ndarray::concatenate(Axis(axis), &views)
+                    .map_err(|e| OpError::Invalid(format!("cannot concatenate: {e}")))?,
+            )
         }};
     }
     one(match first {
@@ -184,9 +233,13 @@ fn optional(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     match inputs.first().cloned().flatten() {
         Some(v) => Ok(vec![RtValue::Optional(Some(Box::new(v)))]),
         None => {
-            if let Some(crate::ir::attr::AttrValue::Type(t)) = ctx.node.attr("type").map(|a| &a.value) {
+            if let Some(crate::ir::attr::AttrValue::Type(t)) =
+                ctx.node.attr("type").map(|a| &a.value)
+            {
                 if matches!(t.kind, TypeKind::Optional(_)) {
-                    return Err(OpError::Invalid("the type of an empty Optional must not itself be optional".into()));
+                    return Err(OpError::Invalid(
+                        "the type of an empty Optional must not itself be optional".into(),
+                    ));
                 }
             }
             Ok(vec![RtValue::Optional(None)])
@@ -206,7 +259,9 @@ fn optional_has_element(_ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 fn optional_get_element(_ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     match inputs.first() {
         Some(Some(RtValue::Optional(Some(v)))) => Ok(vec![(**v).clone()]),
-        Some(Some(RtValue::Optional(None))) => Err(OpError::Invalid("the optional is empty".into())),
+        Some(Some(RtValue::Optional(None))) => {
+            Err(OpError::Invalid("the optional is empty".into()))
+        }
         Some(Some(v)) => Ok(vec![v.clone()]),
         _ => Err(OpError::Invalid("input 0 is missing".into())),
     }

@@ -71,15 +71,29 @@ fn infer_graph(g: &mut Graph, opset: i64, report: &mut InferReport) {
         if node.op_type == "Constant" && (node.domain.is_empty() || node.domain == "ai.onnx") {
             if let Some(AttrValue::Tensor(t)) = node.attr("value").map(|a| &a.value) {
                 if t.num_elements().is_some_and(|c| c <= 64) {
-                    if let (Some(Some(out)), Ok(tv)) = (node.outputs.first(), TensorValue::from_tensor(t)) {
+                    if let (Some(Some(out)), Ok(tv)) =
+                        (node.outputs.first(), TensorValue::from_tensor(t))
+                    {
                         consts.insert(*out, tv);
                     }
                 }
             }
         }
-        let in_types: Vec<Option<Type>> = node.inputs.iter().map(|v| v.and_then(|v| g.value(v).ty.clone())).collect();
-        let in_consts: Vec<Option<&TensorValue>> = node.inputs.iter().map(|v| v.and_then(|v| consts.get(&v))).collect();
-        let outs = if node.domain.is_empty() || node.domain == "ai.onnx" { infer_node(node, &in_types, &in_consts, opset) } else { vec![] };
+        let in_types: Vec<Option<Type>> = node
+            .inputs
+            .iter()
+            .map(|v| v.and_then(|v| g.value(v).ty.clone()))
+            .collect();
+        let in_consts: Vec<Option<&TensorValue>> = node
+            .inputs
+            .iter()
+            .map(|v| v.and_then(|v| consts.get(&v)))
+            .collect();
+        let outs = if node.domain.is_empty() || node.domain == "ai.onnx" {
+            infer_node(node, &in_types, &in_consts, opset)
+        } else {
+            vec![]
+        };
         let node_outputs = node.outputs.clone();
         for (slot, out) in node_outputs.iter().enumerate() {
             let Some(v) = out else { continue };
@@ -106,11 +120,20 @@ fn precision(t: &Type) -> usize {
     match &t.kind {
         TypeKind::Tensor { elem, shape } => {
             let e = usize::from(*elem != DType::Undefined);
-            e + shape.as_ref().map(|s| 1 + s.dims.iter().map(|d| match d.value {
-                DimValue::Fixed(_) => 2,
-                DimValue::Param(_) => 1,
-                DimValue::Unknown => 0,
-            }).sum::<usize>()).unwrap_or(0)
+            e + shape
+                .as_ref()
+                .map(|s| {
+                    1 + s
+                        .dims
+                        .iter()
+                        .map(|d| match d.value {
+                            DimValue::Fixed(_) => 2,
+                            DimValue::Param(_) => 1,
+                            DimValue::Unknown => 0,
+                        })
+                        .sum::<usize>()
+                })
+                .unwrap_or(0)
         }
         _ => 1,
     }
@@ -121,7 +144,10 @@ fn tensor(elem: DType, dims: Vec<Dim>) -> Option<Type> {
 }
 
 fn unranked(elem: DType) -> Option<Type> {
-    Some(Type { kind: TypeKind::Tensor { elem, shape: None }, denotation: None })
+    Some(Type {
+        kind: TypeKind::Tensor { elem, shape: None },
+        denotation: None,
+    })
 }
 
 /// Element type and dims of a tensor type (dims `None` when the rank is unknown).
@@ -130,17 +156,24 @@ fn parts(t: &Option<Type>) -> Option<(DType, Option<Vec<Dim>>)> {
     // A negative fixed dimension (some exporters write -1) means unknown.
     let dim = |d: &Dim| match d.value {
         DimValue::Fixed(n) if n < 0 => Dim::unknown(),
-        _ => Dim { value: d.value.clone(), denotation: None },
+        _ => Dim {
+            value: d.value.clone(),
+            denotation: None,
+        },
     };
     Some((e, s.map(|s| s.dims.iter().map(dim).collect())))
 }
 
 fn attr_int(n: &Node, name: &str, default: i64) -> i64 {
-    n.attr(name).and_then(|a| a.value.as_int()).unwrap_or(default)
+    n.attr(name)
+        .and_then(|a| a.value.as_int())
+        .unwrap_or(default)
 }
 
 fn attr_ints(n: &Node, name: &str) -> Option<Vec<i64>> {
-    n.attr(name).and_then(|a| a.value.as_ints()).map(|v| v.to_vec())
+    n.attr(name)
+        .and_then(|a| a.value.as_ints())
+        .map(|v| v.to_vec())
 }
 
 fn norm(axis: i64, rank: usize) -> Option<usize> {
@@ -153,8 +186,16 @@ fn broadcast(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
     let n = a.len().max(b.len());
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        let da = if i + a.len() >= n { a[i + a.len() - n].clone() } else { Dim::fixed(1) };
-        let db = if i + b.len() >= n { b[i + b.len() - n].clone() } else { Dim::fixed(1) };
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n].clone()
+        } else {
+            Dim::fixed(1)
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n].clone()
+        } else {
+            Dim::fixed(1)
+        };
         out.push(match (&da.value, &db.value) {
             (DimValue::Fixed(1), _) => db,
             (_, DimValue::Fixed(1)) => da,
@@ -169,30 +210,100 @@ fn broadcast(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
 }
 
 /// Output types of one node of the default domain.
-fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _opset: i64) -> Vec<Option<Type>> {
+fn infer_node(
+    n: &Node,
+    ins: &[Option<Type>],
+    consts: &[Option<&TensorValue>],
+    _opset: i64,
+) -> Vec<Option<Type>> {
     let first = || parts(ins.first().unwrap_or(&None));
     let same_as_first = || vec![ins.first().cloned().flatten()];
-    let const_ints = |i: usize| consts.get(i).copied().flatten().and_then(|t| t.to_i64_vec());
+    let const_ints = |i: usize| {
+        consts
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|t| t.to_i64_vec())
+    };
     let op = n.op_type.as_str();
     match op {
         // Same type and shape as the first input.
-        "Relu" | "LeakyRelu" | "Sigmoid" | "Tanh" | "Exp" | "Log" | "Sqrt" | "Abs" | "Neg" | "Reciprocal" | "Floor" | "Ceil" | "Round" | "Sign" | "Sin" | "Cos" | "Tan" | "Asin" | "Acos" | "Atan" | "Sinh" | "Cosh" | "Asinh" | "Acosh" | "Atanh" | "Erf" | "HardSigmoid" | "HardSwish" | "Softplus" | "Softsign" | "Elu" | "Selu" | "Celu" | "ThresholdedRelu" | "Gelu" | "Mish" | "Identity" | "Softmax" | "LogSoftmax" | "Hardmax" | "BatchNormalization" | "InstanceNormalization" | "LRN" | "LpNormalization" | "MeanVarianceNormalization" | "Clip" | "Dropout" | "Not" | "BitwiseNot" | "CumSum" | "Shrink" | "Trilu" | "PRelu" | "RMSNormalization" | "GroupNormalization" => {
+        "Relu"
+        | "LeakyRelu"
+        | "Sigmoid"
+        | "Tanh"
+        | "Exp"
+        | "Log"
+        | "Sqrt"
+        | "Abs"
+        | "Neg"
+        | "Reciprocal"
+        | "Floor"
+        | "Ceil"
+        | "Round"
+        | "Sign"
+        | "Sin"
+        | "Cos"
+        | "Tan"
+        | "Asin"
+        | "Acos"
+        | "Atan"
+        | "Sinh"
+        | "Cosh"
+        | "Asinh"
+        | "Acosh"
+        | "Atanh"
+        | "Erf"
+        | "HardSigmoid"
+        | "HardSwish"
+        | "Softplus"
+        | "Softsign"
+        | "Elu"
+        | "Selu"
+        | "Celu"
+        | "ThresholdedRelu"
+        | "Gelu"
+        | "Mish"
+        | "Identity"
+        | "Softmax"
+        | "LogSoftmax"
+        | "Hardmax"
+        | "BatchNormalization"
+        | "InstanceNormalization"
+        | "LRN"
+        | "LpNormalization"
+        | "MeanVarianceNormalization"
+        | "Clip"
+        | "Dropout"
+        | "Not"
+        | "BitwiseNot"
+        | "CumSum"
+        | "Shrink"
+        | "Trilu"
+        | "PRelu"
+        | "RMSNormalization"
+        | "GroupNormalization" => {
             let mut v = same_as_first();
             if op == "Dropout" {
-                v.push(first().map(|(_, d)| match d {
+                v.push(first().and_then(|(_, d)| match d {
                     Some(d) => tensor(DType::Bool, d),
                     None => unranked(DType::Bool),
-                }).flatten());
+                }));
             }
             v
         }
         "LayerNormalization" => same_as_first(),
-        "IsNaN" | "IsInf" => vec![first().and_then(|(_, d)| d).and_then(|d| tensor(DType::Bool, d))],
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Max" | "Min" | "Sum" | "Mean" | "BitShift" | "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Where" => {
+        "IsNaN" | "IsInf" => vec![first()
+            .and_then(|(_, d)| d)
+            .and_then(|d| tensor(DType::Bool, d))],
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Mod" | "Max" | "Min" | "Sum" | "Mean"
+        | "BitShift" | "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" | "Equal" | "Less" | "Greater"
+        | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" | "Where" => {
             let all: Option<Vec<(DType, Option<Vec<Dim>>)>> = ins.iter().map(parts).collect();
             let Some(all) = all else { return vec![None] };
             let elem = match op {
-                "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" | "Xor" => DType::Bool,
+                "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or"
+                | "Xor" => DType::Bool,
                 "Where" => all.get(1).map(|p| p.0).unwrap_or(DType::Undefined),
                 _ => all.first().map(|p| p.0).unwrap_or(DType::Undefined),
             };
@@ -224,7 +335,9 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
         }
         "Shape" => {
             let rank = first().and_then(|(_, d)| d).map(|d| d.len() as i64);
-            let Some(r) = rank else { return vec![tensor(DType::I64, vec![Dim::unknown()])] };
+            let Some(r) = rank else {
+                return vec![tensor(DType::I64, vec![Dim::unknown()])];
+            };
             let clamp = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) };
             let start = clamp(attr_int(n, "start", 0));
             let end = clamp(attr_int(n, "end", r));
@@ -232,26 +345,44 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
         }
         "Size" => vec![tensor(DType::I64, vec![])],
         "Transpose" => {
-            let Some((e, Some(d))) = first() else { return vec![first().map(|p| p.0).and_then(unranked)] };
+            let Some((e, Some(d))) = first() else {
+                return vec![first().map(|p| p.0).and_then(unranked)];
+            };
             let perm = attr_ints(n, "perm").unwrap_or_else(|| (0..d.len() as i64).rev().collect());
             let out: Option<Vec<Dim>> = perm.iter().map(|&p| d.get(p as usize).cloned()).collect();
             vec![out.and_then(|o| tensor(e, o))]
         }
         "Reshape" => {
-            let Some((e, d)) = first() else { return vec![None] };
-            let Some(shape) = const_ints(1) else { return vec![unranked(e)] };
+            let Some((e, d)) = first() else {
+                return vec![None];
+            };
+            let Some(shape) = const_ints(1) else {
+                return vec![unranked(e)];
+            };
             let allowzero = attr_int(n, "allowzero", 0) != 0;
             let mut out: Vec<Dim> = Vec::new();
             for (i, &s) in shape.iter().enumerate() {
                 out.push(match s {
-                    0 if !allowzero => d.as_ref().and_then(|d| d.get(i).cloned()).unwrap_or_else(Dim::unknown),
+                    0 if !allowzero => d
+                        .as_ref()
+                        .and_then(|d| d.get(i).cloned())
+                        .unwrap_or_else(Dim::unknown),
                     -1 => Dim::unknown(),
                     s => Dim::fixed(s),
                 });
             }
             // Resolve one -1 when every other dimension is known.
-            if let (Some(pos), Some(total)) = (shape.iter().position(|&s| s == -1), d.as_ref().and_then(|d| Shape::from_dims(d.clone()).num_elements())) {
-                let rest: Option<u64> = out.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, x)| x.as_fixed().map(|v| v as u64)).product();
+            if let (Some(pos), Some(total)) = (
+                shape.iter().position(|&s| s == -1),
+                d.as_ref()
+                    .and_then(|d| Shape::from_dims(d.clone()).num_elements()),
+            ) {
+                let rest: Option<u64> = out
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| *i != pos)
+                    .map(|(_, x)| x.as_fixed().map(|v| v as u64))
+                    .product();
                 if let Some(r) = rest.filter(|&r| r > 0) {
                     out[pos] = Dim::fixed((total / r) as i64);
                 }
@@ -259,7 +390,9 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
             vec![tensor(e, out)]
         }
         "Flatten" => {
-            let Some((e, Some(d))) = first() else { return vec![None] };
+            let Some((e, Some(d))) = first() else {
+                return vec![None];
+            };
             // Flatten's axis is in [-r, r].
             let a = attr_int(n, "axis", 1);
             let axis = if a < 0 { a + d.len() as i64 } else { a };
@@ -270,48 +403,86 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
             let prod = |s: &[Dim]| -> Dim {
                 match s {
                     [one] => one.clone(),
-                    _ => Shape::from_dims(s.to_vec()).num_elements().map(|v| Dim::fixed(v as i64)).unwrap_or_else(Dim::unknown),
+                    _ => Shape::from_dims(s.to_vec())
+                        .num_elements()
+                        .map(|v| Dim::fixed(v as i64))
+                        .unwrap_or_else(Dim::unknown),
                 }
             };
             vec![tensor(e, vec![prod(&d[..axis]), prod(&d[axis..])])]
         }
         "Squeeze" | "Unsqueeze" => {
-            let Some((e, Some(d))) = first() else { return vec![None] };
+            let Some((e, Some(d))) = first() else {
+                return vec![None];
+            };
             let axes = attr_ints(n, "axes").or_else(|| const_ints(1));
             if op == "Squeeze" {
                 let Some(axes) = axes else {
                     // Without axes every dimension of size 1 goes, which needs fixed dims.
                     if d.iter().all(|x| x.as_fixed().is_some()) {
-                        return vec![tensor(e, d.into_iter().filter(|x| x.as_fixed() != Some(1)).collect())];
+                        return vec![tensor(
+                            e,
+                            d.into_iter().filter(|x| x.as_fixed() != Some(1)).collect(),
+                        )];
                     }
                     return vec![unranked(e)];
                 };
                 let axes: Vec<usize> = axes.iter().filter_map(|&a| norm(a, d.len())).collect();
-                vec![tensor(e, d.into_iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, x)| x).collect())]
+                vec![tensor(
+                    e,
+                    d.into_iter()
+                        .enumerate()
+                        .filter(|(i, _)| !axes.contains(i))
+                        .map(|(_, x)| x)
+                        .collect(),
+                )]
             } else {
-                let Some(axes) = axes else { return vec![unranked(e)] };
+                let Some(axes) = axes else {
+                    return vec![unranked(e)];
+                };
                 let r = d.len() + axes.len();
                 let axes: Vec<usize> = axes.iter().filter_map(|&a| norm(a, r)).collect();
                 let mut it = d.into_iter();
-                let out: Vec<Dim> = (0..r).map(|i| if axes.contains(&i) { Dim::fixed(1) } else { it.next().unwrap_or_else(Dim::unknown) }).collect();
+                let out: Vec<Dim> = (0..r)
+                    .map(|i| {
+                        if axes.contains(&i) {
+                            Dim::fixed(1)
+                        } else {
+                            it.next().unwrap_or_else(Dim::unknown)
+                        }
+                    })
+                    .collect();
                 vec![tensor(e, out)]
             }
         }
         "Concat" => {
             let all: Option<Vec<(DType, Option<Vec<Dim>>)>> = ins.iter().map(parts).collect();
             let Some(all) = all else { return vec![None] };
-            let Some(e) = all.first().map(|p| p.0) else { return vec![None] };
+            let Some(e) = all.first().map(|p| p.0) else {
+                return vec![None];
+            };
             let dims: Option<Vec<Vec<Dim>>> = all.into_iter().map(|p| p.1).collect();
-            let Some(dims) = dims else { return vec![unranked(e)] };
+            let Some(dims) = dims else {
+                return vec![unranked(e)];
+            };
             let r = dims[0].len();
-            let Some(axis) = norm(attr_int(n, "axis", 0), r) else { return vec![None] };
+            let Some(axis) = norm(attr_int(n, "axis", 0), r) else {
+                return vec![None];
+            };
             let mut out = dims[0].clone();
-            let total: Option<i64> = dims.iter().map(|d| d.get(axis).and_then(|x| x.as_fixed())).sum();
+            let total: Option<i64> = dims
+                .iter()
+                .map(|d| d.get(axis).and_then(|x| x.as_fixed()))
+                .sum();
             out[axis] = total.map(Dim::fixed).unwrap_or_else(Dim::unknown);
             vec![tensor(e, out)]
         }
         "MatMul" => {
-            let (Some((e, Some(a))), Some((_, Some(b)))) = (first(), parts(ins.get(1).unwrap_or(&None))) else { return vec![first().map(|p| p.0).and_then(unranked)] };
+            let (Some((e, Some(a))), Some((_, Some(b)))) =
+                (first(), parts(ins.get(1).unwrap_or(&None)))
+            else {
+                return vec![first().map(|p| p.0).and_then(unranked)];
+            };
             if a.is_empty() || b.is_empty() {
                 return vec![None];
             }
@@ -323,7 +494,9 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
                 b2.push(Dim::fixed(1));
             }
             let batch = broadcast(&a2[..a2.len() - 2], &b2[..b2.len() - 2]);
-            let Some(mut out) = batch else { return vec![None] };
+            let Some(mut out) = batch else {
+                return vec![None];
+            };
             if a.len() > 1 {
                 out.push(a2[a2.len() - 2].clone());
             }
@@ -333,23 +506,41 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
             vec![tensor(e, out)]
         }
         "Gemm" => {
-            let (Some((e, Some(a))), Some((_, Some(b)))) = (first(), parts(ins.get(1).unwrap_or(&None))) else { return vec![None] };
+            let (Some((e, Some(a))), Some((_, Some(b)))) =
+                (first(), parts(ins.get(1).unwrap_or(&None)))
+            else {
+                return vec![None];
+            };
             if a.len() != 2 || b.len() != 2 {
                 return vec![None];
             }
-            let m = if attr_int(n, "transA", 0) != 0 { a[1].clone() } else { a[0].clone() };
-            let nn = if attr_int(n, "transB", 0) != 0 { b[0].clone() } else { b[1].clone() };
+            let m = if attr_int(n, "transA", 0) != 0 {
+                a[1].clone()
+            } else {
+                a[0].clone()
+            };
+            let nn = if attr_int(n, "transB", 0) != 0 {
+                b[0].clone()
+            } else {
+                b[1].clone()
+            };
             vec![tensor(e, vec![m, nn])]
         }
         "Conv" | "MaxPool" | "AveragePool" | "LpPool" => {
-            let Some((e, Some(x))) = first() else { return vec![None] };
+            let Some((e, Some(x))) = first() else {
+                return vec![None];
+            };
             if x.len() < 3 {
                 return vec![None];
             }
             let spatial = x.len() - 2;
             let kernel: Vec<i64> = if op == "Conv" {
                 match parts(ins.get(1).unwrap_or(&None)) {
-                    Some((_, Some(w))) if w.len() == x.len() => match w[2..].iter().map(|d| d.as_fixed()).collect::<Option<Vec<_>>>() {
+                    Some((_, Some(w))) if w.len() == x.len() => match w[2..]
+                        .iter()
+                        .map(|d| d.as_fixed())
+                        .collect::<Option<Vec<_>>>()
+                    {
                         Some(k) => k,
                         None => attr_ints(n, "kernel_shape").unwrap_or_default(),
                     },
@@ -372,7 +563,11 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
             let strides = attr_ints(n, "strides").unwrap_or_else(|| vec![1; spatial]);
             let dil = attr_ints(n, "dilations").unwrap_or_else(|| vec![1; spatial]);
             let pads = attr_ints(n, "pads").unwrap_or_else(|| vec![0; 2 * spatial]);
-            let auto_pad = n.attr("auto_pad").and_then(|a| a.value.as_str()).map(|s| String::from_utf8_lossy(s).into_owned()).unwrap_or_default();
+            let auto_pad = n
+                .attr("auto_pad")
+                .and_then(|a| a.value.as_str())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .unwrap_or_default();
             let ceil = attr_int(n, "ceil_mode", 0) != 0;
             let mut out = vec![x[0].clone(), channels];
             for i in 0..spatial {
@@ -384,9 +579,14 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
                             "SAME_UPPER" | "SAME_LOWER" => (len + s - 1) / s,
                             "VALID" => (len - ek) / s + 1,
                             _ => {
-                                let p = pads.get(i).unwrap_or(&0) + pads.get(i + spatial).unwrap_or(&0);
+                                let p =
+                                    pads.get(i).unwrap_or(&0) + pads.get(i + spatial).unwrap_or(&0);
                                 let num = len + p - ek;
-                                if ceil { (num + s - 1) / s + 1 } else { num / s + 1 }
+                                if ceil {
+                                    (num + s - 1) / s + 1
+                                } else {
+                                    num / s + 1
+                                }
                             }
                         };
                         Dim::fixed(v)
@@ -401,15 +601,21 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
             v
         }
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
-            let Some((e, Some(x))) = first() else { return vec![None] };
+            let Some((e, Some(x))) = first() else {
+                return vec![None];
+            };
             let mut out = x.clone();
             for d in out.iter_mut().skip(2) {
                 *d = Dim::fixed(1);
             }
             vec![tensor(e, out)]
         }
-        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" | "ArgMax" | "ArgMin" => {
-            let Some((e, Some(x))) = first() else { return vec![None] };
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
+        | "ReduceL2" | "ReduceLogSum" | "ReduceLogSumExp" | "ReduceSumSquare" | "ArgMax"
+        | "ArgMin" => {
+            let Some((e, Some(x))) = first() else {
+                return vec![None];
+            };
             let keep = attr_int(n, "keepdims", 1) != 0;
             let e = if op.starts_with("Arg") { DType::I64 } else { e };
             let axes: Option<Vec<i64>> = if op.starts_with("Arg") {
@@ -420,7 +626,11 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
             let axes: Vec<usize> = match axes {
                 Some(a) if !a.is_empty() => a.iter().filter_map(|&a| norm(a, x.len())).collect(),
                 // Axes given as an input whose value is not known here.
-                Some(_) | None if n.inputs.get(1).is_some_and(|v| v.is_some()) && !op.starts_with("Arg") => return vec![None],
+                Some(_) | None
+                    if n.inputs.get(1).is_some_and(|v| v.is_some()) && !op.starts_with("Arg") =>
+                {
+                    return vec![None]
+                }
                 _ => {
                     if attr_int(n, "noop_with_empty_axes", 0) != 0 {
                         return vec![tensor(e, x)];
@@ -428,12 +638,28 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
                     (0..x.len()).collect()
                 }
             };
-            let out: Vec<Dim> = x.into_iter().enumerate().filter_map(|(i, d)| if axes.contains(&i) { keep.then(|| Dim::fixed(1)) } else { Some(d) }).collect();
+            let out: Vec<Dim> = x
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, d)| {
+                    if axes.contains(&i) {
+                        keep.then(|| Dim::fixed(1))
+                    } else {
+                        Some(d)
+                    }
+                })
+                .collect();
             vec![tensor(e, out)]
         }
         "Gather" => {
-            let (Some((e, Some(x))), Some((_, Some(idx)))) = (first(), parts(ins.get(1).unwrap_or(&None))) else { return vec![None] };
-            let Some(axis) = norm(attr_int(n, "axis", 0), x.len()) else { return vec![None] };
+            let (Some((e, Some(x))), Some((_, Some(idx)))) =
+                (first(), parts(ins.get(1).unwrap_or(&None)))
+            else {
+                return vec![None];
+            };
+            let Some(axis) = norm(attr_int(n, "axis", 0), x.len()) else {
+                return vec![None];
+            };
             let mut out = x[..axis].to_vec();
             out.extend(idx);
             out.extend_from_slice(&x[axis + 1..]);
@@ -459,16 +685,24 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
         "Constant" => {
             let t = n.attrs.first().map(|a| (&a.name, &a.value));
             vec![match t {
-                Some((_, AttrValue::Tensor(t))) => tensor(t.dtype, t.dims.iter().map(|&d| Dim::fixed(d)).collect()),
+                Some((_, AttrValue::Tensor(t))) => {
+                    tensor(t.dtype, t.dims.iter().map(|&d| Dim::fixed(d)).collect())
+                }
                 Some((k, AttrValue::Float(_))) if k == "value_float" => tensor(DType::F32, vec![]),
                 Some((k, AttrValue::Int(_))) if k == "value_int" => tensor(DType::I64, vec![]),
-                Some((_, AttrValue::Floats(v))) => tensor(DType::F32, vec![Dim::fixed(v.len() as i64)]),
-                Some((_, AttrValue::Ints(v))) => tensor(DType::I64, vec![Dim::fixed(v.len() as i64)]),
+                Some((_, AttrValue::Floats(v))) => {
+                    tensor(DType::F32, vec![Dim::fixed(v.len() as i64)])
+                }
+                Some((_, AttrValue::Ints(v))) => {
+                    tensor(DType::I64, vec![Dim::fixed(v.len() as i64)])
+                }
                 _ => None,
             }]
         }
         "Expand" => {
-            let Some((e, d)) = first() else { return vec![None] };
+            let Some((e, d)) = first() else {
+                return vec![None];
+            };
             match (d, const_ints(1)) {
                 (Some(d), Some(s)) => {
                     let s: Vec<Dim> = s.into_iter().map(Dim::fixed).collect();
@@ -477,13 +711,22 @@ fn infer_node(n: &Node, ins: &[Option<Type>], consts: &[Option<&TensorValue>], _
                 _ => vec![unranked(e)],
             }
         }
-        "Slice" | "Pad" | "Tile" | "Resize" | "Upsample" | "Range" | "TopK" | "Split" | "OneHot" | "DepthToSpace" | "SpaceToDepth" | "ScatterND" | "ScatterElements" | "GatherElements" | "GatherND" | "ConvTranspose" | "Einsum" | "LSTM" | "GRU" | "RNN" => {
+        "Slice" | "Pad" | "Tile" | "Resize" | "Upsample" | "Range" | "TopK" | "Split"
+        | "OneHot" | "DepthToSpace" | "SpaceToDepth" | "ScatterND" | "ScatterElements"
+        | "GatherElements" | "GatherND" | "ConvTranspose" | "Einsum" | "LSTM" | "GRU" | "RNN" => {
             // The rank is known for the rank-preserving ops; dims need values.
-            let Some((e, d)) = first() else { return vec![None] };
+            let Some((e, d)) = first() else {
+                return vec![None];
+            };
             match op {
-                "Slice" | "Pad" | "Tile" | "Resize" | "Upsample" | "ScatterND" | "ScatterElements" | "DepthToSpace" | "SpaceToDepth" | "ConvTranspose" => {
+                "Slice" | "Pad" | "Tile" | "Resize" | "Upsample" | "ScatterND"
+                | "ScatterElements" | "DepthToSpace" | "SpaceToDepth" | "ConvTranspose" => {
                     let keep_rank = |d: Option<Vec<Dim>>| d.map(|d| vec![Dim::unknown(); d.len()]);
-                    let out = if matches!(op, "ScatterND" | "ScatterElements") { d } else { keep_rank(d) };
+                    let out = if matches!(op, "ScatterND" | "ScatterElements") {
+                        d
+                    } else {
+                        keep_rank(d)
+                    };
                     vec![match out {
                         Some(o) => tensor(e, o),
                         None => unranked(e),
