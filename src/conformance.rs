@@ -36,7 +36,10 @@ pub struct Tolerance {
 
 impl Tolerance {
     /// The tolerance of ONNX's backend tests.
-    pub const ONNX: Tolerance = Tolerance { rtol: 1e-3, atol: 1e-7 };
+    pub const ONNX: Tolerance = Tolerance {
+        rtol: 1e-3,
+        atol: 1e-7,
+    };
 }
 
 /// How a case ended.
@@ -64,15 +67,18 @@ pub fn read_value(path: &Path, declared: Option<&Type>) -> Result<RtValue, Strin
     let kind = declared.map(|t| &t.kind);
     match kind {
         Some(TypeKind::Sequence(_)) => {
-            let s = proto::SequenceProto::decode(bytes.as_slice()).map_err(|e| format!("{}: {e}", path.display()))?;
+            let s = proto::SequenceProto::decode(bytes.as_slice())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             sequence_value(s, path, base)
         }
         Some(TypeKind::Optional(_)) => {
-            let o = proto::OptionalProto::decode(bytes.as_slice()).map_err(|e| format!("{}: {e}", path.display()))?;
+            let o = proto::OptionalProto::decode(bytes.as_slice())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             optional_value(o, path, base)
         }
         _ => {
-            let t = proto::TensorProto::decode(bytes.as_slice()).map_err(|e| format!("{}: {e}", path.display()))?;
+            let t = proto::TensorProto::decode(bytes.as_slice())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             tensor_value(t, path, base)
         }
     }
@@ -80,7 +86,9 @@ pub fn read_value(path: &Path, declared: Option<&Type>) -> Result<RtValue, Strin
 
 fn tensor_value(t: proto::TensorProto, path: &Path, base: &Path) -> Result<RtValue, String> {
     let t = tensor_from_proto(t, path, base).map_err(|e| e.to_string())?;
-    TensorValue::from_tensor(&t).map(RtValue::Tensor).map_err(|e| e.to_string())
+    TensorValue::from_tensor(&t)
+        .map(RtValue::Tensor)
+        .map_err(|e| e.to_string())
 }
 
 fn sequence_value(s: proto::SequenceProto, path: &Path, base: &Path) -> Result<RtValue, String> {
@@ -119,7 +127,11 @@ pub fn compare(expected: &RtValue, actual: &RtValue, tol: Tolerance) -> Result<f
         (RtValue::Tensor(e), RtValue::Tensor(a)) => compare_tensors(e, a, tol),
         (RtValue::Sequence(e), RtValue::Sequence(a)) => {
             if e.len() != a.len() {
-                return Err(format!("sequence of {} items, expected {}", a.len(), e.len()));
+                return Err(format!(
+                    "sequence of {} items, expected {}",
+                    a.len(),
+                    e.len()
+                ));
             }
             let mut m: f64 = 0.0;
             for (i, (x, y)) in e.iter().zip(a).enumerate() {
@@ -130,7 +142,11 @@ pub fn compare(expected: &RtValue, actual: &RtValue, tol: Tolerance) -> Result<f
         (RtValue::Optional(e), RtValue::Optional(a)) => match (e, a) {
             (None, None) => Ok(0.0),
             (Some(x), Some(y)) => compare(x, y, tol),
-            _ => Err(format!("optional is {}, expected {}", if a.is_some() { "set" } else { "empty" }, if e.is_some() { "set" } else { "empty" })),
+            _ => Err(format!(
+                "optional is {}, expected {}",
+                if a.is_some() { "set" } else { "empty" },
+                if e.is_some() { "set" } else { "empty" }
+            )),
         },
         // An optional holding a value compares equal to the bare value.
         (RtValue::Optional(Some(e)), a) => compare(e, a, tol),
@@ -141,18 +157,30 @@ pub fn compare(expected: &RtValue, actual: &RtValue, tol: Tolerance) -> Result<f
 
 fn compare_tensors(e: &TensorValue, a: &TensorValue, tol: Tolerance) -> Result<f64, String> {
     if e.dtype() != a.dtype() {
-        return Err(format!("element type {}, expected {}", a.dtype(), e.dtype()));
+        return Err(format!(
+            "element type {}, expected {}",
+            a.dtype(),
+            e.dtype()
+        ));
     }
     if e.shape() != a.shape() {
         return Err(format!("shape {:?}, expected {:?}", a.shape(), e.shape()));
     }
     match (e, a) {
-        (TensorValue::Str(x), TensorValue::Str(y)) => match x.iter().zip(y.iter()).position(|(p, q)| p != q) {
-            None => Ok(0.0),
-            Some(i) => Err(format!("string {i} differs")),
-        },
-        (TensorValue::F32(_) | TensorValue::F64(_) | TensorValue::F16(_) | TensorValue::BF16(_), _) => {
-            let (x, y) = (e.to_f64_vec().unwrap_or_default(), a.to_f64_vec().unwrap_or_default());
+        (TensorValue::Str(x), TensorValue::Str(y)) => {
+            match x.iter().zip(y.iter()).position(|(p, q)| p != q) {
+                None => Ok(0.0),
+                Some(i) => Err(format!("string {i} differs")),
+            }
+        }
+        (
+            TensorValue::F32(_) | TensorValue::F64(_) | TensorValue::F16(_) | TensorValue::BF16(_),
+            _,
+        ) => {
+            let (x, y) = (
+                e.to_f64_vec().unwrap_or_default(),
+                a.to_f64_vec().unwrap_or_default(),
+            );
             let mut max: f64 = 0.0;
             for (i, (&p, &q)) in x.iter().zip(&y).enumerate() {
                 let ok = if p.is_nan() || q.is_nan() {
@@ -171,7 +199,10 @@ fn compare_tensors(e: &TensorValue, a: &TensorValue, tol: Tolerance) -> Result<f
             Ok(max)
         }
         _ => {
-            let (x, y) = (e.to_i64_vec().unwrap_or_default(), a.to_i64_vec().unwrap_or_default());
+            let (x, y) = (
+                e.to_i64_vec().unwrap_or_default(),
+                a.to_i64_vec().unwrap_or_default(),
+            );
             match x.iter().zip(&y).position(|(p, q)| p != q) {
                 None => Ok(0.0),
                 Some(i) => Err(format!("element {i} is {}, expected {}", y[i], x[i])),
@@ -190,19 +221,30 @@ pub fn model_ops(m: &Model) -> BTreeSet<String> {
 fn is_unsupported(e: &InterpError) -> bool {
     match e {
         InterpError::Unsupported { .. } => true,
-        InterpError::Node { message, .. } | InterpError::Graph { message, .. } => message.contains("not supported"),
+        InterpError::Node { message, .. } | InterpError::Graph { message, .. } => {
+            message.contains("not supported")
+        }
         _ => false,
     }
 }
 
-fn run_catching(m: &Model, inputs: Vec<(String, RtValue)>) -> Result<Vec<(String, RtValue)>, Outcome> {
-    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Interpreter::new(m).run(inputs)));
+fn run_catching(
+    m: &Model,
+    inputs: Vec<(String, RtValue)>,
+) -> Result<Vec<(String, RtValue)>, Outcome> {
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Interpreter::new(m).run(inputs)
+    }));
     match res {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) if is_unsupported(&e) => Err(Outcome::Unsupported(e.to_string())),
         Ok(Err(e)) => Err(Outcome::Fail(e.to_string())),
         Err(p) => {
-            let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             Err(Outcome::Fail(format!("panic: {msg}")))
         }
     }
@@ -210,7 +252,11 @@ fn run_catching(m: &Model, inputs: Vec<(String, RtValue)>) -> Result<Vec<(String
 
 /// Runs a backend case folder (`model.onnx` and `test_data_set_*`).
 pub fn run_case_dir(dir: &Path, name: &str) -> CaseReport {
-    let mut report = CaseReport { name: name.to_string(), ops: BTreeSet::new(), outcome: Outcome::Fail(String::new()) };
+    let mut report = CaseReport {
+        name: name.to_string(),
+        ops: BTreeSet::new(),
+        outcome: Outcome::Fail(String::new()),
+    };
     let model = match load(dir.join("model.onnx"), &LoadPolicy::default()) {
         Ok(m) => m,
         Err(e) => {
@@ -225,13 +271,29 @@ pub fn run_case_dir(dir: &Path, name: &str) -> CaseReport {
 
 fn run_sets(model: &Model, dir: &Path) -> Outcome {
     let g = &model.graph;
-    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_"))).collect()).unwrap_or_default();
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.is_dir()
+                        && p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     sets.sort();
     if sets.is_empty() {
         return Outcome::Fail("no test_data_set_* folder".into());
     }
     // Graph inputs fed by the files: those without an initializer default.
-    let fed: Vec<_> = g.inputs.iter().filter(|&&i| g.value(i).init.is_none()).copied().collect();
+    let fed: Vec<_> = g
+        .inputs
+        .iter()
+        .filter(|&&i| g.value(i).init.is_none())
+        .copied()
+        .collect();
     let mut max = 0f64;
     for set in sets {
         let mut inputs = Vec::new();
@@ -259,7 +321,9 @@ fn run_sets(model: &Model, dir: &Path) -> Outcome {
             let declared = g.outputs.get(k).and_then(|&o| g.value(o).ty.clone());
             let expected = match read_value(&p, declared.as_ref()) {
                 Ok(v) => v,
-                Err(e) if e.contains("not supported") => return Outcome::Unsupported(format!("output {k}: {e}")),
+                Err(e) if e.contains("not supported") => {
+                    return Outcome::Unsupported(format!("output {k}: {e}"))
+                }
                 Err(e) => return Outcome::Fail(format!("output {k}: {e}")),
             };
             match compare(&expected, actual, Tolerance::ONNX) {
@@ -274,7 +338,11 @@ fn run_sets(model: &Model, dir: &Path) -> Outcome {
 /// Runs a `light` model: the input is `arange(n) / n` in the input's shape, the
 /// expected output is the `<model>_output_0.pb` beside it.
 pub fn run_light(model_path: &Path, name: &str) -> CaseReport {
-    let mut report = CaseReport { name: name.to_string(), ops: BTreeSet::new(), outcome: Outcome::Fail(String::new()) };
+    let mut report = CaseReport {
+        name: name.to_string(),
+        ops: BTreeSet::new(),
+        outcome: Outcome::Fail(String::new()),
+    };
     let model = match load(model_path, &LoadPolicy::default()) {
         Ok(m) => m,
         Err(e) => {
@@ -288,21 +356,40 @@ pub fn run_light(model_path: &Path, name: &str) -> CaseReport {
         report.outcome = Outcome::Fail("the model has no input".into());
         return report;
     };
-    let shape: Option<Vec<usize>> = g.value(input).ty.as_ref().and_then(|t| t.as_tensor()).and_then(|(_, s)| s.map(|s| s.dims.iter().map(|d| d.as_fixed().map(|v| v as usize)).collect::<Option<Vec<_>>>())).flatten();
+    let shape: Option<Vec<usize>> = g
+        .value(input)
+        .ty
+        .as_ref()
+        .and_then(|t| t.as_tensor())
+        .and_then(|(_, s)| {
+            s.map(|s| {
+                s.dims
+                    .iter()
+                    .map(|d| d.as_fixed().map(|v| v as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
+        })
+        .flatten();
     let Some(shape) = shape else {
         report.outcome = Outcome::Fail("the input shape is not fully known".into());
         return report;
     };
     let n: usize = shape.iter().product();
     let x = TensorValue::from_f32(&shape, (0..n).map(|i| i as f32 / n as f32).collect());
-    let outs = match run_catching(&model, vec![(g.value(input).name.clone(), RtValue::Tensor(x))]) {
+    let outs = match run_catching(
+        &model,
+        vec![(g.value(input).name.clone(), RtValue::Tensor(x))],
+    ) {
         Ok(o) => o,
         Err(o) => {
             report.outcome = o;
             return report;
         }
     };
-    let stem = model_path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let stem = model_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
     let expected_path = model_path.with_file_name(format!("{stem}_output_0.pb"));
     let declared = g.outputs.first().and_then(|&o| g.value(o).ty.clone());
     report.outcome = match (read_value(&expected_path, declared.as_ref()), outs.first()) {

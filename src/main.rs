@@ -132,9 +132,25 @@ fn run(cli: Cli) -> Result<(), String> {
                 emit(&modc::inspect(&m).to_string())?;
             }
         }
-        Command::Run { model, inputs, output_dir, backend: _, random, dims, seed, repeat, profile, policy } => {
+        Command::Run {
+            model,
+            inputs,
+            output_dir,
+            backend: _,
+            random,
+            dims,
+            seed,
+            repeat,
+            profile,
+            policy,
+        } => {
             let m = modc::load(&model, &policy.policy()).map_err(|e| e.to_string())?;
-            let opts = RunOptions { random, seed, repeat: repeat.max(1), profile };
+            let opts = RunOptions {
+                random,
+                seed,
+                repeat: repeat.max(1),
+                profile,
+            };
             run_model(&m, &inputs, output_dir.as_deref(), &dims, &opts)?;
         }
         Command::Convert {
@@ -173,7 +189,8 @@ fn run(cli: Cli) -> Result<(), String> {
 }
 
 fn split_pair<'a>(arg: &'a str, flag: &str) -> Result<(&'a str, &'a str), String> {
-    arg.split_once('=').ok_or_else(|| format!("{flag} expects NAME=VALUE, got '{arg}'"))
+    arg.split_once('=')
+        .ok_or_else(|| format!("{flag} expects NAME=VALUE, got '{arg}'"))
 }
 
 struct RunOptions {
@@ -183,22 +200,38 @@ struct RunOptions {
     profile: bool,
 }
 
-fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::Path>, dims: &[String], opts: &RunOptions) -> Result<(), String> {
+fn run_model(
+    m: &modc::Model,
+    inputs: &[String],
+    output_dir: Option<&std::path::Path>,
+    dims: &[String],
+    opts: &RunOptions,
+) -> Result<(), String> {
     let (random, seed, repeat) = (opts.random, opts.seed, opts.repeat);
     let g = &m.graph;
     let mut dim_sizes = std::collections::HashMap::new();
     for d in dims {
         let (k, v) = split_pair(d, "--dim")?;
-        let n: usize = v.parse().map_err(|_| format!("--dim {k}: '{v}' is not a size"))?;
+        let n: usize = v
+            .parse()
+            .map_err(|_| format!("--dim {k}: '{v}' is not a size"))?;
         dim_sizes.insert(k.to_string(), n);
     }
     let mut given = std::collections::HashMap::new();
     for i in inputs {
         let (name, file) = split_pair(i, "--input")?;
-        let id = g.inputs.iter().copied().find(|&v| g.value(v).name == name).ok_or_else(|| {
-            let names: Vec<&str> = g.inputs.iter().map(|&v| g.value(v).name.as_str()).collect();
-            format!("the model has no input named '{name}' (inputs: {})", names.join(", "))
-        })?;
+        let id = g
+            .inputs
+            .iter()
+            .copied()
+            .find(|&v| g.value(v).name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = g.inputs.iter().map(|&v| g.value(v).name.as_str()).collect();
+                format!(
+                    "the model has no input named '{name}' (inputs: {})",
+                    names.join(", ")
+                )
+            })?;
         let v = modc::read_value_file(std::path::Path::new(file), g.value(id).ty.as_ref())?;
         given.insert(name.to_string(), v);
     }
@@ -210,11 +243,23 @@ fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::
         } else if val.init.is_some() {
             continue;
         } else if random {
-            let t = modc::random_input(&val.name, val.ty.as_ref(), &dim_sizes, seed.wrapping_add(k as u64))?;
+            let t = modc::random_input(
+                &val.name,
+                val.ty.as_ref(),
+                &dim_sizes,
+                seed.wrapping_add(k as u64),
+            )?;
             feeds.push((val.name.clone(), modc::RtValue::Tensor(t)));
         } else {
-            let ty = val.ty.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "a value".into());
-            return Err(format!("input '{}' ({ty}) is not given; pass --input {}=FILE or use --random", val.name, val.name));
+            let ty = val
+                .ty
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "a value".into());
+            return Err(format!(
+                "input '{}' ({ty}) is not given; pass --input {}=FILE or use --random",
+                val.name, val.name
+            ));
         }
     }
     let mut interp = modc::Interpreter::new(m);
@@ -237,19 +282,38 @@ fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::
     for (k, (name, v)) in outs.iter().enumerate() {
         match v {
             modc::RtValue::Tensor(t) => {
-                let vals = t.to_f64_vec().map(|v| v.iter().take(6).map(|x| format!("{x:.6}")).collect::<Vec<_>>().join(", ")).unwrap_or_default();
-                text.push_str(&format!("{name}: {}{:?} [{vals}{}]\n", t.dtype(), t.shape(), if t.len() > 6 { ", ..." } else { "" }));
+                let vals = t
+                    .to_f64_vec()
+                    .map(|v| {
+                        v.iter()
+                            .take(6)
+                            .map(|x| format!("{x:.6}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                text.push_str(&format!(
+                    "{name}: {}{:?} [{vals}{}]\n",
+                    t.dtype(),
+                    t.shape(),
+                    if t.len() > 6 { ", ..." } else { "" }
+                ));
                 if let Some(dir) = output_dir {
                     modc::write_npy(&dir.join(format!("output_{k}.npy")), t)?;
                 }
             }
             other => {
-                text.push_str(&format!("{name}: {}\n", match other {
-                    modc::RtValue::Sequence(s) => format!("sequence of {} values", s.len()),
-                    _ => "optional".into(),
-                }));
+                text.push_str(&format!(
+                    "{name}: {}\n",
+                    match other {
+                        modc::RtValue::Sequence(s) => format!("sequence of {} values", s.len()),
+                        _ => "optional".into(),
+                    }
+                ));
                 if output_dir.is_some() {
-                    return Err(format!("output '{name}' is not a tensor and cannot be written as .npy"));
+                    return Err(format!(
+                        "output '{name}' is not a tensor and cannot be written as .npy"
+                    ));
                 }
             }
         }
@@ -257,11 +321,17 @@ fn run_model(m: &modc::Model, inputs: &[String], output_dir: Option<&std::path::
     if opts.profile {
         text.push_str("op type                     calls      total ms\n");
         for (op, calls, t) in interp.profile() {
-            text.push_str(&format!("{op:<26} {calls:>6} {:>13.3}\n", t.as_secs_f64() * 1e3));
+            text.push_str(&format!(
+                "{op:<26} {calls:>6} {:>13.3}\n",
+                t.as_secs_f64() * 1e3
+            ));
         }
     }
     if repeat > 1 {
-        text.push_str(&format!("ran in {:.2} ms (median of {repeat})\n", median * 1e3));
+        text.push_str(&format!(
+            "ran in {:.2} ms (median of {repeat})\n",
+            median * 1e3
+        ));
     } else {
         text.push_str(&format!("ran in {:.2} ms\n", median * 1e3));
     }

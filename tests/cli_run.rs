@@ -16,13 +16,22 @@ fn write_model(dir: &Path, text: &str) -> std::path::PathBuf {
     p
 }
 
-const RELU: &str = "opset _=17\ngraph @g(%x: f32[2,3]) -> (%y) {\n  %y = Relu(%x)\n  return %y\n}\n";
+const RELU: &str =
+    "opset _=17\ngraph @g(%x: f32[2,3]) -> (%y) {\n  %y = Relu(%x)\n  return %y\n}\n";
 
 fn assert_one_line_error(out: &std::process::Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "stderr: {err}");
-    assert!(err.starts_with("modc: error: ") && err.contains(needle), "stderr: {err}");
+    assert!(
+        err.starts_with("modc: error: ") && err.contains(needle),
+        "stderr: {err}"
+    );
     assert!(!err.contains("panicked"));
 }
 
@@ -39,21 +48,47 @@ fn runs_and_writes_outputs_as_npy() {
         .arg(dir.path().join("out"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("y: f32[2, 3]"), "{stdout}");
     let y = modc::read_npy(&dir.path().join("out/output_0.npy")).unwrap();
-    assert_eq!(y, modc::TensorValue::from_f32(&[2, 3], vec![0.0, 2.0, 0.0, 4.0, 0.0, 6.0]));
+    assert_eq!(
+        y,
+        modc::TensorValue::from_f32(&[2, 3], vec![0.0, 2.0, 0.0, 4.0, 0.0, 6.0])
+    );
 }
 
 #[test]
 fn random_inputs_need_symbolic_dims() {
     let dir = tempfile::tempdir().unwrap();
-    let model = write_model(dir.path(), "opset _=17\ngraph @g(%x: f32[batch,3]) -> (%y) {\n  %y = Relu(%x)\n  return %y\n}\n");
-    let out = modc().args(["run", model.to_str().unwrap(), "--random"]).output().unwrap();
+    let model = write_model(
+        dir.path(),
+        "opset _=17\ngraph @g(%x: f32[batch,3]) -> (%y) {\n  %y = Relu(%x)\n  return %y\n}\n",
+    );
+    let out = modc()
+        .args(["run", model.to_str().unwrap(), "--random"])
+        .output()
+        .unwrap();
     assert_one_line_error(&out, "--dim batch=N");
-    let out = modc().args(["run", model.to_str().unwrap(), "--random", "--dim", "batch=4"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = modc()
+        .args([
+            "run",
+            model.to_str().unwrap(),
+            "--random",
+            "--dim",
+            "batch=4",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("y: f32[4, 3]"));
 }
 
@@ -61,7 +96,10 @@ fn random_inputs_need_symbolic_dims() {
 fn missing_input_names_it_and_its_type() {
     let dir = tempfile::tempdir().unwrap();
     let model = write_model(dir.path(), RELU);
-    let out = modc().args(["run", model.to_str().unwrap()]).output().unwrap();
+    let out = modc()
+        .args(["run", model.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_one_line_error(&out, "input 'x' (f32[2,3]) is not given");
 }
 
@@ -71,12 +109,23 @@ fn wrong_dtype_and_rank_are_errors() {
     let model = write_model(dir.path(), RELU);
     let p = dir.path().join("x.npy");
     modc::write_npy(&p, &modc::TensorValue::from_i64(&[2, 3], vec![0; 6])).unwrap();
-    let out = modc().args(["run", model.to_str().unwrap(), "--input"]).arg(format!("x={}", p.display())).output().unwrap();
+    let out = modc()
+        .args(["run", model.to_str().unwrap(), "--input"])
+        .arg(format!("x={}", p.display()))
+        .output()
+        .unwrap();
     assert_one_line_error(&out, "expected element type f32, got i64");
     modc::write_npy(&p, &modc::TensorValue::from_f32(&[6], vec![0.0; 6])).unwrap();
-    let out = modc().args(["run", model.to_str().unwrap(), "--input"]).arg(format!("x={}", p.display())).output().unwrap();
+    let out = modc()
+        .args(["run", model.to_str().unwrap(), "--input"])
+        .arg(format!("x={}", p.display()))
+        .output()
+        .unwrap();
     assert_one_line_error(&out, "expected rank 2");
-    let out = modc().args(["run", model.to_str().unwrap(), "--input", "nope=x.npy"]).output().unwrap();
+    let out = modc()
+        .args(["run", model.to_str().unwrap(), "--input", "nope=x.npy"])
+        .output()
+        .unwrap();
     assert_one_line_error(&out, "no input named 'nope'");
 }
 
@@ -84,6 +133,12 @@ fn wrong_dtype_and_rank_are_errors() {
 fn unsupported_op_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let model = write_model(dir.path(), "opset _=17, com.example=1\ngraph @g(%x: f32[2]) -> (%y) {\n  %y = com.example::Frobnicate(%x)\n  return %y\n}\n");
-    let out = modc().args(["run", model.to_str().unwrap(), "--random"]).output().unwrap();
-    assert_one_line_error(&out, "op Frobnicate is not supported (domain 'com.example')");
+    let out = modc()
+        .args(["run", model.to_str().unwrap(), "--random"])
+        .output()
+        .unwrap();
+    assert_one_line_error(
+        &out,
+        "op Frobnicate is not supported (domain 'com.example')",
+    );
 }

@@ -16,14 +16,22 @@ use std::path::{Path, PathBuf};
 const FOLDERS: [&str; 4] = ["node", "simple", "pytorch-converted", "pytorch-operator"];
 
 fn testdata() -> Option<PathBuf> {
-    let dir = std::env::var_os("MODC_TESTDATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/modc-testdata"));
+    let dir = std::env::var_os("MODC_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/modc-testdata"));
     if dir.join("stamps").exists() {
         return Some(dir);
     }
     if std::env::var("MODC_REQUIRE_TESTDATA").as_deref() == Ok("1") {
-        panic!("test data not found in {} (run python3 scripts/fetch_testdata.py)", dir.display());
+        panic!(
+            "test data not found in {} (run python3 scripts/fetch_testdata.py)",
+            dir.display()
+        );
     }
-    eprintln!("skipping: test data not found in {} (run python3 scripts/fetch_testdata.py)", dir.display());
+    eprintln!(
+        "skipping: test data not found in {} (run python3 scripts/fetch_testdata.py)",
+        dir.display()
+    );
     None
 }
 
@@ -38,7 +46,12 @@ fn backend_conformance() {
     let backend = data.join("onnx-backend");
     let mut reports: Vec<CaseReport> = Vec::new();
     for folder in FOLDERS {
-        let mut cases: Vec<PathBuf> = std::fs::read_dir(backend.join(folder)).unwrap().flatten().map(|e| e.path()).filter(|p| p.join("model.onnx").exists()).collect();
+        let mut cases: Vec<PathBuf> = std::fs::read_dir(backend.join(folder))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("model.onnx").exists())
+            .collect();
         cases.sort();
         for c in cases {
             let name = format!("{folder}/{}", c.file_name().unwrap().to_string_lossy());
@@ -48,7 +61,12 @@ fn backend_conformance() {
             reports.push(run_case_dir(&c, &name));
         }
     }
-    let mut lights: Vec<PathBuf> = std::fs::read_dir(backend.join("light")).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    let mut lights: Vec<PathBuf> = std::fs::read_dir(backend.join("light"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
     lights.sort();
     for l in lights {
         let name = format!("light/{}", l.file_stem().unwrap().to_string_lossy());
@@ -58,7 +76,12 @@ fn backend_conformance() {
         reports.push(run_light(&l, &name));
     }
 
-    let count = |f: &str, pred: fn(&Outcome) -> bool| reports.iter().filter(|r| r.name.starts_with(f) && pred(&r.outcome)).count();
+    let count = |f: &str, pred: fn(&Outcome) -> bool| {
+        reports
+            .iter()
+            .filter(|r| r.name.starts_with(f) && pred(&r.outcome))
+            .count()
+    };
     for f in FOLDERS.iter().chain(["light"].iter()) {
         eprintln!(
             "conformance {f:<18} pass {:>5}  fail {:>5}  unsupported {:>5}",
@@ -70,14 +93,20 @@ fn backend_conformance() {
     if filter.is_some() {
         for r in &reports {
             match &r.outcome {
-                Outcome::Pass { max_abs_diff } => eprintln!("PASS {} (max diff {max_abs_diff:.3e})", r.name),
+                Outcome::Pass { max_abs_diff } => {
+                    eprintln!("PASS {} (max diff {max_abs_diff:.3e})", r.name)
+                }
                 Outcome::Fail(m) => eprintln!("FAIL {}: {m}", r.name),
                 Outcome::Unsupported(m) => eprintln!("UNSUPPORTED {}: {m}", r.name),
             }
         }
         return;
     }
-    let passed: BTreeSet<String> = reports.iter().filter(|r| matches!(r.outcome, Outcome::Pass { .. })).map(|r| r.name.clone()).collect();
+    let passed: BTreeSet<String> = reports
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Pass { .. }))
+        .map(|r| r.name.clone())
+        .collect();
     let expected_path = repo().join("conformance/expected_passes.txt");
     if std::env::var("MODC_CONFORMANCE_BLESS").as_deref() == Ok("1") {
         let mut text = String::from("# Backend cases the interpreter passes; tests/conformance.rs fails if one stops passing.\n# Regenerate deliberately with MODC_CONFORMANCE_BLESS=1 cargo test --test conformance.\n");
@@ -86,19 +115,37 @@ fn backend_conformance() {
             text.push('\n');
         }
         std::fs::write(&expected_path, text).unwrap();
-        std::fs::write(repo().join("conformance/report.md"), report_markdown(&reports)).unwrap();
+        std::fs::write(
+            repo().join("conformance/report.md"),
+            report_markdown(&reports),
+        )
+        .unwrap();
         return;
     }
-    let expected: Vec<String> = std::fs::read_to_string(&expected_path).unwrap_or_default().lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).map(|l| l.trim().to_string()).collect();
+    let expected: Vec<String> = std::fs::read_to_string(&expected_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
+        .collect();
     let regressions: Vec<String> = expected
         .iter()
         .filter(|e| !passed.contains(*e))
         .map(|e| {
-            let why = reports.iter().find(|r| &r.name == e).map(|r| format!("{:?}", r.outcome)).unwrap_or_else(|| "not run".into());
+            let why = reports
+                .iter()
+                .find(|r| &r.name == e)
+                .map(|r| format!("{:?}", r.outcome))
+                .unwrap_or_else(|| "not run".into());
             format!("{e}: {why}")
         })
         .collect();
-    assert!(regressions.is_empty(), "{} cases that passed before now fail:\n{}", regressions.len(), regressions.join("\n"));
+    assert!(
+        regressions.is_empty(),
+        "{} cases that passed before now fail:\n{}",
+        regressions.len(),
+        regressions.join("\n")
+    );
 }
 
 fn report_markdown(reports: &[CaseReport]) -> String {
@@ -119,14 +166,31 @@ fn report_markdown(reports: &[CaseReport]) -> String {
             }
         }
     }
-    let total = |f: &str, pred: fn(&Outcome) -> bool| reports.iter().filter(|r| r.name.starts_with(f) && pred(&r.outcome)).count();
+    let total = |f: &str, pred: fn(&Outcome) -> bool| {
+        reports
+            .iter()
+            .filter(|r| r.name.starts_with(f) && pred(&r.outcome))
+            .count()
+    };
     let mut s = String::from("# Conformance report: the reference interpreter on the ONNX backend test data\n\nGenerated by `MODC_CONFORMANCE_BLESS=1 cargo test --test conformance` (onnx 1.22.0 test data; tolerance rtol 1e-3, atol 1e-7).\n\n| folder | passed | failed | unsupported |\n|---|---|---|---|\n");
     for f in FOLDERS.iter().chain(["light"].iter()) {
-        let _ = writeln!(s, "| {f} | {} | {} | {} |", total(f, |o| matches!(o, Outcome::Pass { .. })), total(f, |o| matches!(o, Outcome::Fail(_))), total(f, |o| matches!(o, Outcome::Unsupported(_))));
+        let _ = writeln!(
+            s,
+            "| {f} | {} | {} | {} |",
+            total(f, |o| matches!(o, Outcome::Pass { .. })),
+            total(f, |o| matches!(o, Outcome::Fail(_))),
+            total(f, |o| matches!(o, Outcome::Unsupported(_)))
+        );
     }
     s.push_str("\nPer op type (a case counts for every op type its model contains):\n\n| op | passed | failed | unsupported |\n|---|---|---|---|\n");
     for (op, row) in &by_op {
-        let _ = writeln!(s, "| {op} | {} | {} | {} |", row.pass, row.fail.len(), row.unsupported.len());
+        let _ = writeln!(
+            s,
+            "| {op} | {} | {} | {} |",
+            row.pass,
+            row.fail.len(),
+            row.unsupported.len()
+        );
     }
     s.push_str("\n## Failures and unsupported cases\n\n");
     for r in reports {

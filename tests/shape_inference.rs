@@ -3,25 +3,47 @@
 //! matches the actual tensor (element type, rank, and every fixed dimension).
 //! Symbolic dimensions stay symbolic.
 
-use modc::{infer_shapes, load, parse_model, print_model, DimValue, Interpreter, LoadPolicy, Model, RtValue, TensorValue};
+use modc::{
+    infer_shapes, load, parse_model, print_model, DimValue, Interpreter, LoadPolicy, Model,
+    RtValue, TensorValue,
+};
 use std::path::{Path, PathBuf};
 
 fn check_against_run(m: &Model, inputs: Vec<(String, RtValue)>, label: &str) -> usize {
     let mut inferred = m.clone();
     infer_shapes(&mut inferred);
-    let Ok((_, trace)) = Interpreter::run_traced(m, inputs) else { return 0 };
+    let Ok((_, trace)) = Interpreter::run_traced(m, inputs) else {
+        return 0;
+    };
     let g = &inferred.graph;
     let mut checked = 0;
     for v in g.value_ids() {
         let val = g.value(v);
-        let (Some(ty), Some((dtype, shape))) = (&val.ty, trace.get(&val.name)) else { continue };
-        let Some((elem, s)) = ty.as_tensor() else { continue };
-        assert_eq!(elem, *dtype, "{label}: '{}' inferred {ty}, actual {dtype}{shape:?}", val.name);
+        let (Some(ty), Some((dtype, shape))) = (&val.ty, trace.get(&val.name)) else {
+            continue;
+        };
+        let Some((elem, s)) = ty.as_tensor() else {
+            continue;
+        };
+        assert_eq!(
+            elem, *dtype,
+            "{label}: '{}' inferred {ty}, actual {dtype}{shape:?}",
+            val.name
+        );
         if let Some(s) = s {
-            assert_eq!(s.rank(), shape.len(), "{label}: '{}' inferred {ty}, actual {dtype}{shape:?}", val.name);
+            assert_eq!(
+                s.rank(),
+                shape.len(),
+                "{label}: '{}' inferred {ty}, actual {dtype}{shape:?}",
+                val.name
+            );
             for (d, &n) in s.dims.iter().zip(shape) {
                 if let DimValue::Fixed(f @ 0..) = d.value {
-                    assert_eq!(f as usize, n, "{label}: '{}' inferred {ty}, actual {dtype}{shape:?}", val.name);
+                    assert_eq!(
+                        f as usize, n,
+                        "{label}: '{}' inferred {ty}, actual {dtype}{shape:?}",
+                        val.name
+                    );
                 }
             }
         }
@@ -45,7 +67,11 @@ fn symbolic_dims_stay_symbolic() {
 
 #[test]
 fn shipped_model_shapes_match_the_interpreter() {
-    let m = load(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ch_ppocr_mobile_v2.0_cls_infer.onnx"), &LoadPolicy::default()).unwrap();
+    let m = load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+        &LoadPolicy::default(),
+    )
+    .unwrap();
     let x = TensorValue::from_f32(&[1, 3, 48, 192], vec![0.5; 3 * 48 * 192]);
     let checked = check_against_run(&m, vec![("x".into(), RtValue::Tensor(x))], "cls");
     assert!(checked > 200, "only {checked} values had an inferred type");
@@ -53,23 +79,43 @@ fn shipped_model_shapes_match_the_interpreter() {
 
 #[test]
 fn backend_node_cases_shapes_match_the_interpreter() {
-    let dir = std::env::var_os("MODC_TESTDATA").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/modc-testdata"));
+    let dir = std::env::var_os("MODC_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/modc-testdata"));
     if !dir.join("stamps").exists() {
-        assert_ne!(std::env::var("MODC_REQUIRE_TESTDATA").as_deref(), Ok("1"), "test data missing");
+        assert_ne!(
+            std::env::var("MODC_REQUIRE_TESTDATA").as_deref(),
+            Ok("1"),
+            "test data missing"
+        );
         eprintln!("skipping: no test data in {}", dir.display());
         return;
     }
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.join("onnx-backend/node")).unwrap().flatten().map(|e| e.path()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.join("onnx-backend/node"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     cases.sort();
     let mut checked = 0;
     for c in cases {
-        let Ok(m) = load(c.join("model.onnx"), &LoadPolicy::default()) else { continue };
+        let Ok(m) = load(c.join("model.onnx"), &LoadPolicy::default()) else {
+            continue;
+        };
         let g = &m.graph;
-        let fed: Vec<_> = g.inputs.iter().filter(|&&i| g.value(i).init.is_none()).copied().collect();
+        let fed: Vec<_> = g
+            .inputs
+            .iter()
+            .filter(|&&i| g.value(i).init.is_none())
+            .copied()
+            .collect();
         let mut inputs = Vec::new();
         let mut ok = true;
         for (k, &id) in fed.iter().enumerate() {
-            match modc::conformance::read_value(&c.join(format!("test_data_set_0/input_{k}.pb")), g.value(id).ty.as_ref()) {
+            match modc::conformance::read_value(
+                &c.join(format!("test_data_set_0/input_{k}.pb")),
+                g.value(id).ty.as_ref(),
+            ) {
                 Ok(v) => inputs.push((g.value(id).name.clone(), v)),
                 Err(_) => ok = false,
             }

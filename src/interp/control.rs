@@ -313,7 +313,7 @@ pub(super) fn call_function(
     };
     let mut inputs = args;
     inputs.resize(body.inputs.len(), None);
-    interp.run_graph(&body, &opsets, &root, inputs)
+    interp.run_graph_with(&body, &opsets, &root, inputs, false)
 }
 
 fn bind_attrs(body: &mut Graph, call: &crate::ir::graph::Node, f: &Function) {
@@ -347,7 +347,15 @@ fn bind_attrs(body: &mut Graph, call: &crate::ir::graph::Node, f: &Function) {
 
 /// SequenceMap: runs the body once per item of the first input sequence; other
 /// sequence inputs are indexed alike, tensor inputs are passed whole.
-fn run_sequence_map(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], frame: &Frame, args: Vec<Option<RtValue>>, body: &Graph) -> Result<Vec<RtValue>, InterpError> {
+fn run_sequence_map(
+    interp: &Interpreter,
+    g: &Graph,
+    n: NodeId,
+    opsets: &[OpsetImport],
+    frame: &Frame,
+    args: Vec<Option<RtValue>>,
+    body: &Graph,
+) -> Result<Vec<RtValue>, InterpError> {
     let err = |m: String| node_err(g, n, m);
     let len = match args.first() {
         Some(Some(RtValue::Sequence(s))) => s.len(),
@@ -356,7 +364,10 @@ fn run_sequence_map(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetI
     for (i, a) in args.iter().enumerate() {
         if let Some(RtValue::Sequence(s)) = a {
             if s.len() != len {
-                return Err(err(format!("sequence input {i} has {} items, input 0 has {len}", s.len())));
+                return Err(err(format!(
+                    "sequence input {i} has {} items, input 0 has {len}",
+                    s.len()
+                )));
             }
         }
     }
@@ -369,7 +380,11 @@ fn run_sequence_map(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetI
                 other => other.clone(),
             })
             .collect();
-        for (k, v) in interp.run_graph(body, opsets, frame, inputs)?.into_iter().enumerate() {
+        for (k, v) in interp
+            .run_graph(body, opsets, frame, inputs)?
+            .into_iter()
+            .enumerate()
+        {
             if let Some(o) = outs.get_mut(k) {
                 o.push(v);
             }
@@ -380,22 +395,53 @@ fn run_sequence_map(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetI
 
 /// Scan as defined in opset 8: a leading batch axis, an optional `sequence_lens`
 /// input, and scan inputs iterated along axis 1 (or reversed per `directions`).
-fn run_scan_v8(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport], frame: &Frame, args: Vec<Option<RtValue>>, body: &Graph) -> Result<Vec<RtValue>, InterpError> {
+fn run_scan_v8(
+    interp: &Interpreter,
+    g: &Graph,
+    n: NodeId,
+    opsets: &[OpsetImport],
+    frame: &Frame,
+    args: Vec<Option<RtValue>>,
+    body: &Graph,
+) -> Result<Vec<RtValue>, InterpError> {
     let node = g.node(n);
     let err = |m: String| node_err(g, n, m);
-    let m = node.attr("num_scan_inputs").and_then(|a| a.value.as_int()).ok_or_else(|| err("num_scan_inputs is missing".into()))? as usize;
-    let dirs = node.attr("directions").and_then(|a| a.value.as_ints()).map(|v| v.to_vec()).unwrap_or_else(|| vec![0; m]);
+    let m = node
+        .attr("num_scan_inputs")
+        .and_then(|a| a.value.as_int())
+        .ok_or_else(|| err("num_scan_inputs is missing".into()))? as usize;
+    let dirs = node
+        .attr("directions")
+        .and_then(|a| a.value.as_ints())
+        .map(|v| v.to_vec())
+        .unwrap_or_else(|| vec![0; m]);
     let seq_lens = match args.first() {
-        Some(Some(RtValue::Tensor(t))) => Some(t.to_i64_vec().ok_or_else(|| err("sequence_lens must be integers".into()))?),
+        Some(Some(RtValue::Tensor(t))) => Some(
+            t.to_i64_vec()
+                .ok_or_else(|| err("sequence_lens must be integers".into()))?,
+        ),
         _ => None,
     };
-    let tensors: Vec<TensorValue> = args.into_iter().skip(1).map(|a| a.and_then(|a| a.into_tensor()).ok_or_else(|| err("Scan inputs must be tensors".into()))).collect::<Result<_, _>>()?;
+    let tensors: Vec<TensorValue> = args
+        .into_iter()
+        .skip(1)
+        .map(|a| {
+            a.and_then(|a| a.into_tensor())
+                .ok_or_else(|| err("Scan inputs must be tensors".into()))
+        })
+        .collect::<Result<_, _>>()?;
     if m > tensors.len() {
-        return Err(err(format!("num_scan_inputs is {m} but the node has {} inputs", tensors.len())));
+        return Err(err(format!(
+            "num_scan_inputs is {m} but the node has {} inputs",
+            tensors.len()
+        )));
     }
     let n_state = tensors.len() - m;
     let n_out = body.outputs.len().saturating_sub(n_state);
-    let batch = tensors.first().and_then(|t| t.shape().first().copied()).ok_or_else(|| err("inputs need a batch axis".into()))?;
+    let batch = tensors
+        .first()
+        .and_then(|t| t.shape().first().copied())
+        .ok_or_else(|| err("inputs need a batch axis".into()))?;
     let mut per_batch_state: Vec<Vec<RtValue>> = Vec::new();
     let mut per_batch_out: Vec<Vec<RtValue>> = Vec::new();
     for b in 0..batch {
@@ -405,16 +451,35 @@ fn run_scan_v8(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport
             }
             Ok(map_tensor_same!(t, a => a.index_axis(Axis(0), b).to_owned()))
         };
-        let mut state: Vec<RtValue> = tensors[..n_state].iter().map(|t| pick(t).map(RtValue::Tensor)).collect::<Result<_, _>>()?;
-        let scans: Vec<TensorValue> = tensors[n_state..].iter().map(pick).collect::<Result<_, _>>()?;
-        let full = scans.first().and_then(|t| t.shape().first().copied()).unwrap_or(0);
-        let len = seq_lens.as_ref().and_then(|v| v.get(b)).map(|&l| l.clamp(0, full as i64) as usize).unwrap_or(full);
+        let mut state: Vec<RtValue> = tensors[..n_state]
+            .iter()
+            .map(|t| pick(t).map(RtValue::Tensor))
+            .collect::<Result<_, _>>()?;
+        let scans: Vec<TensorValue> = tensors[n_state..]
+            .iter()
+            .map(pick)
+            .collect::<Result<_, _>>()?;
+        let full = scans
+            .first()
+            .and_then(|t| t.shape().first().copied())
+            .unwrap_or(0);
+        let len = seq_lens
+            .as_ref()
+            .and_then(|v| v.get(b))
+            .map(|&l| l.clamp(0, full as i64) as usize)
+            .unwrap_or(full);
         let mut outs: Vec<Vec<RtValue>> = vec![Vec::new(); n_out];
         for step in 0..len {
             let mut inputs: Vec<Option<RtValue>> = state.iter().cloned().map(Some).collect();
             for (k, t) in scans.iter().enumerate() {
-                let idx = if dirs.get(k).copied().unwrap_or(0) == 1 { len - 1 - step } else { step };
-                inputs.push(Some(RtValue::Tensor(map_tensor_same!(t, a => a.index_axis(Axis(0), idx).to_owned()))));
+                let idx = if dirs.get(k).copied().unwrap_or(0) == 1 {
+                    len - 1 - step
+                } else {
+                    step
+                };
+                inputs.push(Some(RtValue::Tensor(
+                    map_tensor_same!(t, a => a.index_axis(Axis(0), idx).to_owned()),
+                )));
             }
             let res = interp.run_graph(body, opsets, frame, inputs)?;
             let mut it = res.into_iter();
@@ -428,7 +493,10 @@ fn run_scan_v8(interp: &Interpreter, g: &Graph, n: NodeId, opsets: &[OpsetImport
         per_batch_state.push(state);
         let mut stacked = Vec::new();
         for (k, items) in outs.into_iter().enumerate() {
-            let declared = body.outputs.get(n_state + k).and_then(|&o| body.value(o).ty.clone());
+            let declared = body
+                .outputs
+                .get(n_state + k)
+                .and_then(|&o| body.value(o).ty.clone());
             stacked.push(stack(&items, 0, declared.as_ref()).map_err(err)?);
         }
         per_batch_out.push(stacked);

@@ -18,7 +18,10 @@ pub fn read_value_file(path: &Path, declared: Option<&Type>) -> Result<RtValue, 
     match path.extension().and_then(|e| e.to_str()) {
         Some("npy") => read_npy(path).map(RtValue::Tensor),
         Some("pb") => crate::conformance::read_value(path, declared),
-        _ => Err(format!("{}: unknown file type (use .npy or .pb)", path.display())),
+        _ => Err(format!(
+            "{}: unknown file type (use .npy or .pb)",
+            path.display()
+        )),
     }
 }
 
@@ -46,7 +49,10 @@ pub fn read_npy(path: &Path) -> Result<TensorValue, String> {
     // Report the reason for the most common type.
     match ArrayD::<f32>::read_npy(bytes.as_slice()) {
         Ok(a) => Ok(TensorValue::F32(a)),
-        Err(e) => Err(format!("{}: cannot read as .npy of a supported type (f32, f64, i8..i64, u8..u64, bool): {e}", path.display())),
+        Err(e) => Err(format!(
+            "{}: cannot read as .npy of a supported type (f32, f64, i8..i64, u8..u64, bool): {e}",
+            path.display()
+        )),
     }
 }
 
@@ -56,7 +62,8 @@ pub fn write_npy(path: &Path, t: &TensorValue) -> Result<(), String> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let res = {
         let w = std::io::BufWriter::new(tmp.as_file_mut());
         match t {
@@ -73,29 +80,49 @@ pub fn write_npy(path: &Path, t: &TensorValue) -> Result<(), String> {
             TensorValue::Bool(a) => a.write_npy(w),
             TensorValue::F16(a) => a.mapv(|v| v.to_f32()).write_npy(w),
             TensorValue::BF16(a) => a.mapv(|v| v.to_f32()).write_npy(w),
-            TensorValue::Str(_) => return Err(format!("{}: string tensors cannot be written as .npy", path.display())),
+            TensorValue::Str(_) => {
+                return Err(format!(
+                    "{}: string tensors cannot be written as .npy",
+                    path.display()
+                ))
+            }
         }
     };
     res.map_err(|e| format!("{}: {e}", path.display()))?;
-    tmp.persist(path).map_err(|e| format!("{}: {}", path.display(), e.error))?;
+    tmp.persist(path)
+        .map_err(|e| format!("{}: {}", path.display(), e.error))?;
     Ok(())
 }
 
 /// Seeded random data for an input of the declared type: floats uniform in
 /// [-1, 1), integers uniform in [0, 10), booleans fair. Symbolic dimensions take
 /// their size from `dims`; an unknown one is an error naming it.
-pub fn random_input(name: &str, ty: Option<&Type>, dims: &std::collections::HashMap<String, usize>, seed: u64) -> Result<TensorValue, String> {
+pub fn random_input(
+    name: &str,
+    ty: Option<&Type>,
+    dims: &std::collections::HashMap<String, usize>,
+    seed: u64,
+) -> Result<TensorValue, String> {
     use crate::ir::dtype::DType;
     use crate::ir::types::DimValue;
     use rand::{Rng, SeedableRng};
-    let (elem, shape) = ty.and_then(|t| t.as_tensor()).ok_or_else(|| format!("input '{name}' has no declared tensor type; give it with --input"))?;
-    let shape = shape.ok_or_else(|| format!("input '{name}' has an unknown rank; give it with --input"))?;
+    let (elem, shape) = ty.and_then(|t| t.as_tensor()).ok_or_else(|| {
+        format!("input '{name}' has no declared tensor type; give it with --input")
+    })?;
+    let shape =
+        shape.ok_or_else(|| format!("input '{name}' has an unknown rank; give it with --input"))?;
     let mut sizes = Vec::new();
     for (i, d) in shape.dims.iter().enumerate() {
         sizes.push(match &d.value {
             DimValue::Fixed(n) if *n >= 0 => *n as usize,
-            DimValue::Param(p) => *dims.get(p).ok_or_else(|| format!("input '{name}': dimension {i} is '{p}'; set it with --dim {p}=N"))?,
-            _ => return Err(format!("input '{name}': dimension {i} is unknown; give the input with --input")),
+            DimValue::Param(p) => *dims.get(p).ok_or_else(|| {
+                format!("input '{name}': dimension {i} is '{p}'; set it with --dim {p}=N")
+            })?,
+            _ => {
+                return Err(format!(
+                    "input '{name}': dimension {i} is unknown; give the input with --input"
+                ))
+            }
         });
     }
     let n: usize = sizes.iter().product();
@@ -103,13 +130,30 @@ pub fn random_input(name: &str, ty: Option<&Type>, dims: &std::collections::Hash
     let s = ndarray::IxDyn(&sizes);
     macro_rules! ints {
         ($v:ident, $t:ty) => {
-            TensorValue::$v(ArrayD::from_shape_vec(s, (0..n).map(|_| rng.random_range(0..10) as $t).collect()).map_err(|e| e.to_string())?)
+            TensorValue::$v(
+                ArrayD::from_shape_vec(s, (0..n).map(|_| rng.random_range(0..10) as $t).collect())
+                    .map_err(|e| e.to_string())?,
+            )
         };
     }
     Ok(match elem {
-        DType::F32 => TensorValue::F32(ArrayD::from_shape_vec(s, (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()).map_err(|e| e.to_string())?),
-        DType::F64 => TensorValue::F64(ArrayD::from_shape_vec(s, (0..n).map(|_| rng.random_range(-1.0f64..1.0)).collect()).map_err(|e| e.to_string())?),
-        DType::F16 => TensorValue::F16(ArrayD::from_shape_vec(s, (0..n).map(|_| half::f16::from_f32(rng.random_range(-1.0f32..1.0))).collect()).map_err(|e| e.to_string())?),
+        DType::F32 => TensorValue::F32(
+            ArrayD::from_shape_vec(s, (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect())
+                .map_err(|e| e.to_string())?,
+        ),
+        DType::F64 => TensorValue::F64(
+            ArrayD::from_shape_vec(s, (0..n).map(|_| rng.random_range(-1.0f64..1.0)).collect())
+                .map_err(|e| e.to_string())?,
+        ),
+        DType::F16 => TensorValue::F16(
+            ArrayD::from_shape_vec(
+                s,
+                (0..n)
+                    .map(|_| half::f16::from_f32(rng.random_range(-1.0f32..1.0)))
+                    .collect(),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
         DType::I64 => ints!(I64, i64),
         DType::I32 => ints!(I32, i32),
         DType::I16 => ints!(I16, i16),
@@ -118,7 +162,14 @@ pub fn random_input(name: &str, ty: Option<&Type>, dims: &std::collections::Hash
         DType::U16 => ints!(U16, u16),
         DType::U32 => ints!(U32, u32),
         DType::U64 => ints!(U64, u64),
-        DType::Bool => TensorValue::Bool(ArrayD::from_shape_vec(s, (0..n).map(|_| rng.random_bool(0.5)).collect()).map_err(|e| e.to_string())?),
-        d => return Err(format!("input '{name}': random data of type {d} is not supported")),
+        DType::Bool => TensorValue::Bool(
+            ArrayD::from_shape_vec(s, (0..n).map(|_| rng.random_bool(0.5)).collect())
+                .map_err(|e| e.to_string())?,
+        ),
+        d => {
+            return Err(format!(
+                "input '{name}': random data of type {d} is not supported"
+            ))
+        }
     })
 }

@@ -85,7 +85,11 @@ pub fn load_bytes(
 /// Converts a `TensorProto` (read from a `.pb` file, for example) into an IR tensor,
 /// with the same checks as a model's tensors. External data is resolved against
 /// `base` under the default policy.
-pub fn tensor_from_proto(t: proto::TensorProto, path: &Path, base: &Path) -> Result<Tensor, OnnxError> {
+pub fn tensor_from_proto(
+    t: proto::TensorProto,
+    path: &Path,
+    base: &Path,
+) -> Result<Tensor, OnnxError> {
     let policy = LoadPolicy::default();
     let mut cx = Importer {
         path: path.to_path_buf(),

@@ -17,20 +17,18 @@ use crate::ir::graph::Node;
 use crate::ir::tensor::Tensor;
 use std::collections::HashMap;
 
+mod attention;
 mod binary;
 pub(crate) mod broadcast;
-pub(crate) mod shape_infer;
 mod cast;
 mod conv;
 mod elementwise;
 mod gather;
 mod index;
 mod logical;
+mod loss;
 mod matmul;
 mod misc;
-mod strings;
-mod attention;
-mod loss;
 mod norm;
 mod pool;
 mod quant;
@@ -39,8 +37,10 @@ mod reduce;
 mod resize;
 mod sequence;
 mod shape;
+pub(crate) mod shape_infer;
 mod signal;
 mod softmax;
+mod strings;
 mod unary;
 
 /// What went wrong inside a kernel; the interpreter adds the node's name.
@@ -220,7 +220,10 @@ impl OpRegistry {
     }
     pub fn add_in(&mut self, domain: &str, op: &str, k: Kernel) {
         let d = if domain == "ai.onnx" { "" } else { domain };
-        self.kernels.entry(d.to_string()).or_default().insert(op.to_string(), k);
+        self.kernels
+            .entry(d.to_string())
+            .or_default()
+            .insert(op.to_string(), k);
     }
 
     pub fn get(&self, domain: &str, op: &str) -> Option<Kernel> {
@@ -233,7 +236,15 @@ impl OpRegistry {
         let mut v: Vec<String> = self
             .kernels
             .iter()
-            .flat_map(|(d, ops)| ops.keys().map(move |o| if d.is_empty() { o.clone() } else { format!("{d}::{o}") }))
+            .flat_map(|(d, ops)| {
+                ops.keys().map(move |o| {
+                    if d.is_empty() {
+                        o.clone()
+                    } else {
+                        format!("{d}::{o}")
+                    }
+                })
+            })
             .collect();
         v.sort();
         v
