@@ -56,7 +56,8 @@ enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
     },
-    /// Load a model and save it again (optionally moving weights to external data).
+    /// Load a model (ONNX, or the text form if the name ends in .ir) and save it as
+    /// ONNX (optionally moving weights to external data).
     Convert {
         input: PathBuf,
         #[arg(short, long)]
@@ -159,7 +160,7 @@ fn run(cli: Cli) -> Result<(), String> {
             external_data_threshold,
             policy,
         } => {
-            let m = modc::load(&input, &policy.policy()).map_err(|e| e.to_string())?;
+            let m = load_any(&input, &policy)?;
             let opts = modc::SaveOptions {
                 external_data_threshold,
                 ..Default::default()
@@ -186,6 +187,16 @@ fn run(cli: Cli) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Loads an ONNX file, or a model in the text form when the name ends in `.ir`
+/// (constants then hold only the data their literals give).
+fn load_any(path: &std::path::Path, policy: &PolicyArgs) -> Result<modc::Model, String> {
+    if path.extension().is_some_and(|e| e == "ir") {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        return modc::parse_model(&text).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    modc::load(path, &policy.policy()).map_err(|e| e.to_string())
 }
 
 fn split_pair<'a>(arg: &'a str, flag: &str) -> Result<(&'a str, &'a str), String> {
