@@ -1,6 +1,11 @@
 //! The `modc` command line: a thin layer over the library.
 
 use clap::{Args, Parser, Subcommand};
+
+/// mimalloc keeps freed memory for reuse instead of returning large blocks to the
+/// system, so the interpreter's per-run tensors do not page-fault on every run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
