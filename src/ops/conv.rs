@@ -394,8 +394,10 @@ pub(crate) fn conv_core<T: GemmElem>(
         && g.pad_begin == [0, 0, 0]
         && g.pad_end == [0, 0, 0]
         && g.out == g.input;
-    if cg == 1 && !direct {
-        // Depthwise (one input channel per group): taps accumulated directly.
+    if cg == 1 && group > 1 && !direct {
+        // Depthwise (one input channel per group): taps accumulated directly. A
+        // single-channel input with one group (an STFT-like conv with a long
+        // kernel) goes through gemm instead, which is far faster there.
         for b in 0..n {
             for gi in 0..group {
                 let xp = &x[(b * c + gi) * in_sz..(b * c + gi + 1) * in_sz];
