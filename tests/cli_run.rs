@@ -142,3 +142,40 @@ fn unsupported_op_is_a_clear_error() {
         "op Frobnicate is not supported (domain 'com.example')",
     );
 }
+
+#[test]
+fn float16_npy_inputs_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(
+        dir.path(),
+        "opset _=17\ngraph @g(%x: f16[3]) -> (%y) {\n  %y = Relu(%x)\n  return %y\n}\n",
+    );
+    // numpy's float16 .npy of [-1.0, 0.5, 2.0], written by hand.
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let mut header = "{'descr': '<f2', 'fortran_order': False, 'shape': (3,), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    npy.extend((header.len() as u16).to_le_bytes());
+    npy.extend(header.as_bytes());
+    for v in [-1.0f32, 0.5, 2.0] {
+        npy.extend(half::f16::from_f32(v).to_bits().to_le_bytes());
+    }
+    std::fs::write(dir.path().join("x.npy"), npy).unwrap();
+    let out = modc()
+        .args(["run", model.to_str().unwrap(), "--input"])
+        .arg(format!("x={}", dir.path().join("x.npy").display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("y: f16[3] [0.000000, 0.500000, 2.000000]"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

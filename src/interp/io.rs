@@ -1,4 +1,6 @@
-//! Reading and writing values as files: NumPy `.npy` (through `ndarray-npy`) and
+//! Reading and writing values as files: NumPy `.npy` (through `ndarray-npy`; float16
+//! is read through its bit pattern, and float16/bfloat16 outputs are written as
+//! float32 since `.npy` has no bfloat16 and ndarray-npy no half type) and
 //! ONNX protobuf `.pb` (`TensorProto`, or `SequenceProto`/`OptionalProto` as the
 //! declared type says).
 //!
@@ -46,6 +48,14 @@ pub fn read_npy(path: &Path) -> Result<TensorValue, String> {
     try_as!(u32, U32);
     try_as!(u64, U64);
     try_as!(bool, Bool);
+    // float16: ndarray-npy has no half type; the same bytes read as u16 are the bits.
+    if let Some(pos) = bytes.windows(5).take(256).position(|w| w == b"'<f2'") {
+        let mut patched = bytes.clone();
+        patched[pos..pos + 5].copy_from_slice(b"'<u2'");
+        if let Ok(a) = ArrayD::<u16>::read_npy(patched.as_slice()) {
+            return Ok(TensorValue::F16(a.mapv(half::f16::from_bits)));
+        }
+    }
     // Report the reason for the most common type.
     match ArrayD::<f32>::read_npy(bytes.as_slice()) {
         Ok(a) => Ok(TensorValue::F32(a)),
