@@ -5,12 +5,20 @@ use proptest::prelude::*;
 use std::path::Path;
 
 fn shipped() -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ch_ppocr_mobile_v2.0_cls_infer.onnx")).unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ch_ppocr_mobile_v2.0_cls_infer.onnx"),
+    )
+    .unwrap()
 }
 
 fn exercise(bytes: Vec<u8>) {
     let policy = modc::LoadPolicy::default();
-    if let Ok(m) = modc::load_bytes(bytes.into(), Path::new("fuzzed.onnx"), Path::new("."), &policy) {
+    if let Ok(m) = modc::load_bytes(
+        bytes.into(),
+        Path::new("fuzzed.onnx"),
+        Path::new("."),
+        &policy,
+    ) {
         let text = modc::print_model(&m);
         let _ = modc::parse_model(&text);
         let _ = modc::verify(&m.graph);

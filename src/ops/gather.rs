@@ -96,11 +96,17 @@ pub(crate) fn fix_index(i: i64, dim: usize) -> Result<usize, OpError> {
     if (0..d).contains(&j) {
         Ok(j as usize)
     } else {
-        Err(inv(format!("index {i} is out of range for dimension {dim}")))
+        Err(inv(format!(
+            "index {i} is out of range for dimension {dim}"
+        )))
     }
 }
 
-fn index_input(ctx: &OpCtx, inputs: &[Option<RtValue>], i: usize) -> Result<(Vec<i64>, Vec<usize>), OpError> {
+fn index_input(
+    ctx: &OpCtx,
+    inputs: &[Option<RtValue>],
+    i: usize,
+) -> Result<(Vec<i64>, Vec<usize>), OpError> {
     let t = ctx.input(inputs, i)?;
     let v = t
         .to_i64_vec()
@@ -117,7 +123,10 @@ fn gather(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     }
     let axis = axis_in(ctx.int("axis", 0), s.len())?;
     let (outer, dim, inner) = outer_inner(s, axis);
-    let idx: Vec<usize> = idx.iter().map(|&i| fix_index(i, dim)).collect::<Result<_, _>>()?;
+    let idx: Vec<usize> = idx
+        .iter()
+        .map(|&i| fix_index(i, dim))
+        .collect::<Result<_, _>>()?;
     let mut out_shape = s[..axis].to_vec();
     out_shape.extend_from_slice(&ishape);
     out_shape.extend_from_slice(&s[axis + 1..]);
@@ -164,7 +173,11 @@ fn element_offsets(
     for &i in idx {
         let mut off = 0;
         for k in 0..pos.len() {
-            let c = if k == axis { fix_index(i, data_shape[k])? } else { pos[k] };
+            let c = if k == axis {
+                fix_index(i, data_shape[k])?
+            } else {
+                pos[k]
+            };
             off += c * ds[k];
         }
         out.push(off);
@@ -206,7 +219,9 @@ fn nd_offsets(
 ) -> Result<(Vec<usize>, usize), OpError> {
     let q = ishape.len();
     let r = data_shape.len();
-    let m = *ishape.last().ok_or_else(|| inv("indices must have rank 1 or more"))?;
+    let m = *ishape
+        .last()
+        .ok_or_else(|| inv("indices must have rank 1 or more"))?;
     if batch_dims >= q || batch_dims >= r || m > r - batch_dims {
         return Err(inv(format!(
             "indices shape {ishape:?} and batch_dims {batch_dims} do not fit data shape {data_shape:?}"
@@ -276,7 +291,12 @@ fn reduction(ctx: &OpCtx) -> Result<Reduction, OpError> {
 }
 
 /// Writes `upd[k]` into the slices of length `slice` at `offs[k]`.
-fn scatter_copy<T: Clone>(data: &ArrayD<T>, upd: &ArrayD<T>, offs: &[usize], slice: usize) -> Result<ArrayD<T>, OpError> {
+fn scatter_copy<T: Clone>(
+    data: &ArrayD<T>,
+    upd: &ArrayD<T>,
+    offs: &[usize],
+    slice: usize,
+) -> Result<ArrayD<T>, OpError> {
     let mut out = contig(data).into_owned();
     let u = contig(upd);
     if u.len() != offs.len() * slice {
@@ -308,7 +328,10 @@ fn scatter_reduce<T: Num>(
         Reduction::None => |_, b| b,
     };
     for (k, &o) in offs.iter().enumerate() {
-        for (d, &s) in out[o..o + slice].iter_mut().zip(&u[k * slice..(k + 1) * slice]) {
+        for (d, &s) in out[o..o + slice]
+            .iter_mut()
+            .zip(&u[k * slice..(k + 1) * slice])
+        {
             *d = f(*d, s);
         }
     }
@@ -438,18 +461,64 @@ mod tests {
         ];
         let attr_sets: Vec<Vec<(&str, AttrValue)>> = vec![
             vec![],
-            vec![("axis", AttrValue::Int(big)), ("blocksize", AttrValue::Int(big))],
-            vec![("axis", AttrValue::Int(-1)), ("blocksize", AttrValue::Int(2)), ("k", AttrValue::Int(big))],
-            vec![("perm", AttrValue::Ints(vec![0, 0])), ("mode", AttrValue::String("reflect".into()))],
-            vec![("batch_dims", AttrValue::Int(1)), ("mode", AttrValue::String("wrap".into()))],
-            vec![("reduction", AttrValue::String("mul".into())), ("num_outputs", AttrValue::Int(3))],
+            vec![
+                ("axis", AttrValue::Int(big)),
+                ("blocksize", AttrValue::Int(big)),
+            ],
+            vec![
+                ("axis", AttrValue::Int(-1)),
+                ("blocksize", AttrValue::Int(2)),
+                ("k", AttrValue::Int(big)),
+            ],
+            vec![
+                ("perm", AttrValue::Ints(vec![0, 0])),
+                ("mode", AttrValue::String("reflect".into())),
+            ],
+            vec![
+                ("batch_dims", AttrValue::Int(1)),
+                ("mode", AttrValue::String("wrap".into())),
+            ],
+            vec![
+                ("reduction", AttrValue::String("mul".into())),
+                ("num_outputs", AttrValue::Int(3)),
+            ],
         ];
         let ops = [
-            "Identity", "Shape", "Size", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose",
-            "Expand", "Concat", "Split", "Slice", "Tile", "Pad", "ConstantOfShape", "Range",
-            "EyeLike", "Trilu", "DepthToSpace", "SpaceToDepth", "NonZero", "TopK", "ArgMax",
-            "ArgMin", "CumSum", "OneHot", "Unique", "Compress", "ReverseSequence", "Gather",
-            "GatherElements", "GatherND", "ScatterElements", "ScatterND", "Scatter",
+            "Identity",
+            "Shape",
+            "Size",
+            "Reshape",
+            "Flatten",
+            "Squeeze",
+            "Unsqueeze",
+            "Transpose",
+            "Expand",
+            "Concat",
+            "Split",
+            "Slice",
+            "Tile",
+            "Pad",
+            "ConstantOfShape",
+            "Range",
+            "EyeLike",
+            "Trilu",
+            "DepthToSpace",
+            "SpaceToDepth",
+            "NonZero",
+            "TopK",
+            "ArgMax",
+            "ArgMin",
+            "CumSum",
+            "OneHot",
+            "Unique",
+            "Compress",
+            "ReverseSequence",
+            "Gather",
+            "GatherElements",
+            "GatherND",
+            "ScatterElements",
+            "ScatterND",
+            "Scatter",
         ];
         for op in ops {
             let k = reg.get("", op).unwrap();
@@ -461,8 +530,17 @@ mod tests {
                         for b in &tensors {
                             let _ = k(&ctx, &[Some(a.clone()), Some(b.clone())]);
                             for c in tensors.iter().step_by(3) {
-                                let _ = k(&ctx, &[Some(a.clone()), Some(b.clone()), Some(c.clone())]);
-                                let _ = k(&ctx, &[Some(a.clone()), Some(b.clone()), Some(c.clone()), Some(b.clone())]);
+                                let _ =
+                                    k(&ctx, &[Some(a.clone()), Some(b.clone()), Some(c.clone())]);
+                                let _ = k(
+                                    &ctx,
+                                    &[
+                                        Some(a.clone()),
+                                        Some(b.clone()),
+                                        Some(c.clone()),
+                                        Some(b.clone()),
+                                    ],
+                                );
                             }
                         }
                     }

@@ -180,7 +180,10 @@ fn top_k(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
         idx = i;
         v
     });
-    Ok(vec![RtValue::Tensor(vals), RtValue::Tensor(TensorValue::I64(idx))])
+    Ok(vec![
+        RtValue::Tensor(vals),
+        RtValue::Tensor(TensorValue::I64(idx)),
+    ])
 }
 
 fn arg_impl<T: Key>(a: &ArrayD<T>, axis: usize, max: bool, last: bool) -> Vec<i64> {
@@ -204,7 +207,11 @@ fn arg_impl<T: Key>(a: &ArrayD<T>, axis: usize, max: bool, last: bool) -> Vec<i6
                     continue;
                 }
                 let ord = c.key_cmp(b);
-                let better = if max { ord == Ordering::Greater } else { ord == Ordering::Less };
+                let better = if max {
+                    ord == Ordering::Greater
+                } else {
+                    ord == Ordering::Less
+                };
                 if better || (last && ord == Ordering::Equal) {
                     best = j;
                 }
@@ -332,7 +339,14 @@ fn one_hot(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 }
 
 /// The OneHot output as `[outer, depth, inner]`: `on` where the index points.
-fn one_hot_fill<T: Clone>(off: &T, on: &T, idx: &[i64], outer: usize, depth: usize, inner: usize) -> Vec<T> {
+fn one_hot_fill<T: Clone>(
+    off: &T,
+    on: &T,
+    idx: &[i64],
+    outer: usize,
+    depth: usize,
+    inner: usize,
+) -> Vec<T> {
     let d = depth as i64;
     let mut out = vec![off.clone(); outer * depth * inner];
     for o in 0..outer {
@@ -428,11 +442,7 @@ fn unique(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 
 fn compress(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let x = ctx.input(inputs, 0)?;
-    let cond: Vec<bool> = ctx
-        .i64s(inputs, 1)?
-        .iter()
-        .map(|&c| c != 0)
-        .collect();
+    let cond: Vec<bool> = ctx.i64s(inputs, 1)?.iter().map(|&c| c != 0).collect();
     let (shape, axis) = match ctx.int_opt("axis") {
         Some(a) => (x.shape().to_vec(), axis_in(a, x.shape().len())?),
         None => (vec![x.len()], 0),
@@ -470,11 +480,15 @@ fn reverse_sequence(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let ba = axis_in(ctx.int("batch_axis", 1), s.len())?;
     let ta = axis_in(ctx.int("time_axis", 0), s.len())?;
     if ba == ta || ba > 1 || ta > 1 {
-        return Err(inv("ReverseSequence: batch_axis and time_axis must be 0 and 1"));
+        return Err(inv(
+            "ReverseSequence: batch_axis and time_axis must be 0 and 1",
+        ));
     }
     let (batch, time) = (s[ba], s[ta]);
     if lens.len() != batch {
-        return Err(inv("ReverseSequence: one sequence length per batch entry needed"));
+        return Err(inv(
+            "ReverseSequence: one sequence length per batch entry needed",
+        ));
     }
     let lens: Vec<usize> = lens
         .iter()

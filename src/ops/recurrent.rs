@@ -20,7 +20,8 @@ use super::norm::{by_float, flat, shaped, Real};
 use super::{OpCtx, OpError, OpRegistry, OpResult};
 use crate::interp::value::{RtValue, TensorValue};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{ArrayView2, ArrayViewMut2};
+use std::borrow::Cow;
 
 pub(super) fn register(r: &mut OpRegistry) {
     r.add("RNN", rnn);
@@ -185,8 +186,13 @@ fn activations(ctx: &OpCtx, cell: Cell, dirs: usize) -> Result<Vec<Act>, OpError
         .collect()
 }
 
-/// A float input as a row-major vector with its expected shape checked.
-fn param<T: Real>(t: &TensorValue, want: &[usize], what: &str) -> Result<Vec<T>, OpError> {
+/// A float input as row-major data with its expected shape checked (borrowed
+/// when it already is contiguous data of type `T`).
+fn param<'a, T: Real>(
+    t: &'a TensorValue,
+    want: &[usize],
+    what: &str,
+) -> Result<Cow<'a, [T]>, OpError> {
     let a = T::cast_array(t)?;
     if a.shape() != want {
         return Err(OpError::Invalid(format!(
@@ -194,7 +200,61 @@ fn param<T: Real>(t: &TensorValue, want: &[usize], what: &str) -> Result<Vec<T>,
             a.shape()
         )));
     }
-    Ok(flat(&a).into_owned())
+    Ok(match a {
+        Cow::Borrowed(a) => flat(a),
+        Cow::Owned(a) => Cow::Owned(flat(&a).into_owned()),
+    })
+}
+
+/// A sum of products with several accumulators (so it vectorises).
+#[inline]
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += *x * *y;
+    }
+    s
+}
+
+/// `out = x · wᵀ` for row-major `x` [m, k] and `w` [n, k] (`out` [m, n]):
+/// dot products for a few rows (no packing of `w`), a GEMM otherwise.
+fn mul_bt<T: Real>(
+    x: &[T],
+    w: &[T],
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &mut [T],
+) -> Result<(), OpError> {
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        out[..m * n].fill(T::zero());
+        return Ok(());
+    }
+    if m <= 4 {
+        for (xr, orow) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)).take(m) {
+            for (o, wr) in orow.iter_mut().zip(w.chunks_exact(k)) {
+                *o = dot(xr, wr);
+            }
+        }
+        return Ok(());
+    }
+    let bad = |e: ndarray::ShapeError| OpError::Invalid(e.to_string());
+    let xv = ArrayView2::from_shape((m, k), x).map_err(bad)?;
+    let wv = ArrayView2::from_shape((n, k), w).map_err(bad)?;
+    let mut ov = ArrayViewMut2::from_shape((m, n), out).map_err(bad)?;
+    general_mat_mul(T::one(), &xv, &wv.t(), T::zero(), &mut ov);
+    Ok(())
 }
 
 fn run<T: Real>(ctx: &OpCtx, inputs: &[Option<RtValue>], cell: Cell) -> OpResult {
@@ -241,7 +301,7 @@ fn run<T: Real>(ctx: &OpCtx, inputs: &[Option<RtValue>], cell: Cell) -> OpResult
     let r = param::<T>(ctx.input(inputs, 2)?, &[dirs, gh, hidden], "R")?;
     let b = match ctx.opt_input(inputs, 3)? {
         Some(t) => param::<T>(t, &[dirs, 2 * gh], "B")?,
-        None => vec![T::zero(); dirs * 2 * gh],
+        None => Cow::Owned(vec![T::zero(); dirs * 2 * gh]),
     };
     let lens: Vec<usize> = match ctx.opt_i64s(inputs, 4)? {
         Some(v) => {
@@ -271,7 +331,9 @@ fn run<T: Real>(ctx: &OpCtx, inputs: &[Option<RtValue>], cell: Cell) -> OpResult
             None => Ok(None),
             Some(t) => {
                 if layout == 0 {
-                    Ok(Some(param::<T>(t, &[dirs, batch, hidden], what)?))
+                    Ok(Some(
+                        param::<T>(t, &[dirs, batch, hidden], what)?.into_owned(),
+                    ))
                 } else {
                     let v = param::<T>(t, &[batch, dirs, hidden], what)?;
                     let mut o = vec![T::zero(); v.len()];
@@ -309,8 +371,8 @@ fn run<T: Real>(ctx: &OpCtx, inputs: &[Option<RtValue>], cell: Cell) -> OpResult
     let input_forget = ctx.int("input_forget", 0) != 0;
 
     // X as [seq * batch, input] in time-major order.
-    let xs: Vec<T> = if layout == 0 {
-        flat(&x).into_owned()
+    let xs: Cow<[T]> = if layout == 0 {
+        flat(&x)
     } else {
         let v = flat(&x);
         let mut o = vec![T::zero(); v.len()];
@@ -321,10 +383,8 @@ fn run<T: Real>(ctx: &OpCtx, inputs: &[Option<RtValue>], cell: Cell) -> OpResult
                 o[dst..dst + input].copy_from_slice(&v[src..src + input]);
             }
         }
-        o
+        Cow::Owned(o)
     };
-    let x2 = ArrayView2::from_shape((seq * batch, input), &xs)
-        .map_err(|e| OpError::Invalid(e.to_string()))?;
 
     let mut y = vec![T::zero(); seq * dirs * batch * hidden];
     let mut yh = vec![T::zero(); dirs * batch * hidden];
@@ -338,27 +398,24 @@ fn run<T: Real>(ctx: &OpCtx, inputs: &[Option<RtValue>], cell: Cell) -> OpResult
     };
     for d in 0..dirs {
         let reverse = reverse_only || d == 1;
-        let wd = ArrayView2::from_shape((gh, input), &w[d * gh * input..(d + 1) * gh * input])
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
-        let rd = ArrayView2::from_shape((gh, hidden), &r[d * gh * hidden..(d + 1) * gh * hidden])
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        let wd = &w[d * gh * input..(d + 1) * gh * input];
+        let rd = &r[d * gh * hidden..(d + 1) * gh * hidden];
         let wb = &b[d * 2 * gh..d * 2 * gh + gh];
         let rb = &b[d * 2 * gh + gh..(d + 1) * 2 * gh];
         // Input projection for every step, with the biases folded in (GRU
         // with linear_before_reset keeps Rb of the hidden gate apart).
-        let mut xp = Array2::<T>::zeros((seq * batch, gh));
-        general_mat_mul(T::one(), &x2, &wd.t(), T::zero(), &mut xp);
+        let mut xp = vec![T::zero(); seq * batch * gh];
+        mul_bt(&xs, wd, seq * batch, input, gh, &mut xp)?;
         let mut fold = vec![T::zero(); gh];
         for k in 0..gh {
             let keep_rb = cell == Cell::Gru && k >= 2 * hidden;
             fold[k] = wb[k] + if keep_rb { T::zero() } else { rb[k] };
         }
-        xp.rows_mut().into_iter().for_each(|mut row| {
-            row.iter_mut().zip(&fold).for_each(|(v, &f)| *v += f);
-        });
-        let xp = xp
-            .as_slice()
-            .ok_or_else(|| OpError::Invalid("internal: projection not contiguous".into()))?;
+        if gh > 0 {
+            xp.chunks_exact_mut(gh).for_each(|row| {
+                row.iter_mut().zip(&fold).for_each(|(v, &f)| *v += f);
+            });
+        }
         let acts_d = &acts[d * cell.default_acts().len()..(d + 1) * cell.default_acts().len()];
         let mut h: Vec<T> = match &h0 {
             Some(v) => v[d * batch * hidden..(d + 1) * batch * hidden].to_vec(),
@@ -376,16 +433,11 @@ fn run<T: Real>(ctx: &OpCtx, inputs: &[Option<RtValue>], cell: Cell) -> OpResult
         } else {
             &rb[..0]
         };
-        let mut hp = Array2::<T>::zeros((batch, gh));
+        let mut hp = vec![T::zero(); batch * gh];
+        let mut scratch = vec![T::zero(); 4 * hidden];
         for s in 0..seq {
-            {
-                let hv = ArrayView2::from_shape((batch, hidden), &h)
-                    .map_err(|e| OpError::Invalid(e.to_string()))?;
-                general_mat_mul(T::one(), &hv, &rd.t(), T::zero(), &mut hp);
-            }
-            let hps = hp
-                .as_slice()
-                .ok_or_else(|| OpError::Invalid("internal: projection not contiguous".into()))?;
+            mul_bt(&h, rd, batch, hidden, gh, &mut hp)?;
+            let hps = &hp[..];
             for bb in 0..batch {
                 let len = lens[bb];
                 if s >= len {
@@ -396,7 +448,7 @@ fn run<T: Real>(ctx: &OpCtx, inputs: &[Option<RtValue>], cell: Cell) -> OpResult
                 let hg = &hps[bb * gh..(bb + 1) * gh];
                 let hs = &mut h[bb * hidden..(bb + 1) * hidden];
                 let cs = &mut c[bb * hidden..(bb + 1) * hidden];
-                step(&cfg, acts_d, xg, hg, rbh, &rd, pd, hs, cs);
+                step(&cfg, acts_d, xg, hg, rbh, rd, pd, hs, cs, &mut scratch);
                 let yo = ((t * dirs + d) * batch + bb) * hidden;
                 y[yo..yo + hidden].copy_from_slice(hs);
             }
@@ -465,10 +517,11 @@ fn step<T: Real>(
     xg: &[T],
     hg: &[T],
     rbh: &[T],
-    rd: &ArrayView2<T>,
+    rd: &[T],
     peep: Option<&[T]>,
     h: &mut [T],
     c: &mut [T],
+    scratch: &mut [T],
 ) {
     let n = cfg.hidden;
     let clip = |v: T| match cfg.clip {
@@ -484,27 +537,26 @@ fn step<T: Real>(
         Cell::Gru => {
             // Gate order z, r, h.
             let (f, gact) = (acts[0], acts[1]);
-            let mut z = vec![T::zero(); n];
-            let mut rg = vec![T::zero(); n];
+            let (z, rest) = scratch.split_at_mut(n);
+            let (rg, rest) = rest.split_at_mut(n);
+            let (cand, rest) = rest.split_at_mut(n);
+            let rh = &mut rest[..n];
             for j in 0..n {
                 z[j] = f.apply(clip(xg[j] + hg[j]));
                 rg[j] = f.apply(clip(xg[n + j] + hg[n + j]));
             }
-            let mut cand = vec![T::zero(); n];
             if cfg.linear_before_reset {
                 for j in 0..n {
                     cand[j] = xg[2 * n + j] + rg[j] * (hg[2 * n + j] + rbh[j]);
                 }
             } else {
                 // (r ⊙ H)·Rhᵀ + Rbh: needs its own product.
-                let rh: Vec<T> = (0..n).map(|j| rg[j] * h[j]).collect();
                 for j in 0..n {
-                    let row = rd.row(2 * n + j);
-                    let mut acc = rbh[j];
-                    for (k, &w) in row.iter().enumerate() {
-                        acc += rh[k] * w;
-                    }
-                    cand[j] = xg[2 * n + j] + acc;
+                    rh[j] = rg[j] * h[j];
+                }
+                for j in 0..n {
+                    let row = &rd[(2 * n + j) * n..(2 * n + j + 1) * n];
+                    cand[j] = xg[2 * n + j] + (rbh[j] + dot(rh, row));
                 }
             }
             for j in 0..n {
@@ -550,8 +602,7 @@ mod tests {
             linear_before_reset: false,
             input_forget: false,
         };
-        let r = vec![0.0f32; 4];
-        let rd = ArrayView2::from_shape((2, 2), &r).unwrap();
+        let rd = vec![0.0f32; 4];
         let mut h = vec![0.0f32; 2];
         let mut c = vec![0.0f32; 2];
         step(
@@ -564,6 +615,7 @@ mod tests {
             None,
             &mut h,
             &mut c,
+            &mut [0.0; 8],
         );
         assert_eq!(h, vec![1.5, 0.0]);
     }

@@ -20,13 +20,13 @@
 //! - Range's `stash_type` is ignored: each element is `start + i * delta` in the
 //!   input type (integers in wide arithmetic, so no overflow).
 
-use super::broadcast::{broadcast_shape, view_as};
+use super::broadcast::broadcast_shape;
 use super::{one, OpCtx, OpError, OpRegistry, OpResult};
 use crate::interp::value::{RtValue, TensorValue};
 use crate::ir::dtype::DType;
 use crate::map_tensor_same;
 use half::{bf16, f16};
-use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use std::borrow::Cow;
 
 pub(super) fn register(r: &mut OpRegistry) {
@@ -91,23 +91,10 @@ pub(crate) fn from_vec<T>(shape: &[usize], v: Vec<T>) -> Result<ArrayD<T>, OpErr
     ArrayD::from_shape_vec(IxDyn(shape), v).map_err(|e| inv(format!("internal shape error: {e}")))
 }
 
-/// An owned copy of a view in standard layout.
-pub(crate) fn std_owned<T: Clone>(v: ArrayViewD<'_, T>) -> ArrayD<T> {
-    if v.is_standard_layout() {
-        v.to_owned()
-    } else {
-        ArrayD::from_shape_vec(v.raw_dim(), v.iter().cloned().collect())
-            .expect("element count matches the view's shape")
-    }
-}
-
 /// A copy of `a` with a new shape of the same element count.
 pub(crate) fn reshaped<T: Clone>(a: &ArrayD<T>, shape: &[usize]) -> Result<ArrayD<T>, OpError> {
     if numel(shape)? != a.len() {
-        return Err(inv(format!(
-            "cannot reshape {:?} to {shape:?}",
-            a.shape()
-        )));
+        return Err(inv(format!("cannot reshape {:?} to {shape:?}", a.shape())));
     }
     from_vec(shape, contig(a).into_owned())
 }
@@ -136,11 +123,18 @@ pub(crate) fn dims(v: &[i64], what: &str) -> Result<Vec<usize>, OpError> {
 }
 
 /// A scalar (or one-element) integer input.
-pub(crate) fn scalar_i64(ctx: &OpCtx, inputs: &[Option<RtValue>], i: usize) -> Result<i64, OpError> {
+pub(crate) fn scalar_i64(
+    ctx: &OpCtx,
+    inputs: &[Option<RtValue>],
+    i: usize,
+) -> Result<i64, OpError> {
     let v = ctx.i64s(inputs, i)?;
     match v.as_slice() {
         [x] => Ok(*x),
-        _ => Err(inv(format!("input {i} must hold one value, it has {}", v.len()))),
+        _ => Err(inv(format!(
+            "input {i} must hold one value, it has {}",
+            v.len()
+        ))),
     }
 }
 
@@ -166,49 +160,203 @@ pub(crate) fn gather_axes<T: Clone>(
         return Err(inv("internal: axis maps do not match the rank"));
     }
     let src = contig(a);
-    let strides = strides_of(a.shape());
     let out_shape: Vec<usize> = maps.iter().map(|m| m.len()).collect();
-    let total = numel(&out_shape)?;
-    let mut out = Vec::with_capacity(total);
-    if total > 0 {
-        gather_rec(&src, &strides, maps, fill, 0, Some(0), &mut out)?;
-    }
-    from_vec(&out_shape, out)
+    from_vec(&out_shape, gather_slice(&src, a.shape(), maps, fill)?)
 }
 
-fn gather_rec<T: Clone>(
+/// [`gather_axes`] over row-major data `src` of shape `shape`: the gathered
+/// elements in row-major order. Trailing axes taken whole are copied as blocks
+/// and runs of consecutive indices on the last gathered axis as one slice.
+pub(crate) fn gather_slice<T: Clone>(
     src: &[T],
-    strides: &[usize],
+    shape: &[usize],
     maps: &[Vec<usize>],
     fill: Option<&T>,
-    k: usize,
-    base: Option<usize>,
-    out: &mut Vec<T>,
-) -> Result<(), OpError> {
-    let push = |out: &mut Vec<T>, at: Option<usize>| -> Result<(), OpError> {
-        let v = match at {
-            Some(o) => src.get(o),
-            None => fill,
-        };
-        out.push(v.ok_or_else(|| inv("internal: index out of range"))?.clone());
-        Ok(())
-    };
-    if k == maps.len() {
-        return push(out, base);
+) -> Result<Vec<T>, OpError> {
+    let r = shape.len();
+    if maps.len() != r {
+        return Err(inv("internal: axis maps do not match the rank"));
     }
-    let last = k + 1 == maps.len();
-    for &i in &maps[k] {
-        let at = match base {
-            Some(b) if i != FILL => Some(b + i * strides[k]),
-            _ => None,
-        };
-        if last {
-            push(out, at)?;
-        } else {
-            gather_rec(src, strides, maps, fill, k + 1, at, out)?;
+    let out_shape: Vec<usize> = maps.iter().map(|m| m.len()).collect();
+    let total = numel(&out_shape)?;
+    if total == 0 {
+        return Ok(Vec::new());
+    }
+    for (m, &d) in maps.iter().zip(shape) {
+        for &i in m {
+            if (i == FILL && fill.is_none()) || (i != FILL && i >= d) {
+                return Err(inv("internal: index out of range"));
+            }
         }
     }
-    Ok(())
+    // Trailing axes whose maps are the identity form one contiguous block.
+    let mut t = r;
+    while t > 0
+        && maps[t - 1].len() == shape[t - 1]
+        && maps[t - 1].iter().enumerate().all(|(j, &i)| i == j)
+    {
+        t -= 1;
+    }
+    if t == 0 {
+        return Ok(src.to_vec());
+    }
+    let strides = strides_of(shape);
+    let block: usize = shape[t..].iter().product();
+    // Runs of the last gathered axis: (first input index or FILL, length).
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &i in &maps[t - 1] {
+        match runs.last_mut() {
+            Some((s, n)) if *s != FILL && i != FILL && i == *s + *n => *n += 1,
+            Some((s, n)) if *s == FILL && i == FILL => *n += 1,
+            _ => runs.push((i, 1)),
+        }
+    }
+    let ls = strides[t - 1];
+    let mut out = Vec::with_capacity(total);
+    let mut idx = vec![0usize; t - 1];
+    let outer: usize = out_shape[..t - 1].iter().product();
+    for _ in 0..outer {
+        let base = idx.iter().enumerate().try_fold(0usize, |acc, (k, &j)| {
+            let i = maps[k][j];
+            (i != FILL).then(|| acc + i * strides[k])
+        });
+        for &(s, n) in &runs {
+            match (base, s) {
+                (Some(b), s) if s != FILL => {
+                    out.extend_from_slice(&src[b + s * ls..b + (s + n) * ls])
+                }
+                _ => {
+                    let f = fill.ok_or_else(|| inv("internal: index out of range"))?;
+                    out.resize(out.len() + n * block, f.clone());
+                }
+            }
+        }
+        for k in (0..t - 1).rev() {
+            idx[k] += 1;
+            if idx[k] < maps[k].len() {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    Ok(out)
+}
+
+/// `src` (row-major, shape `shape`) with its axes permuted: output axis `k` is
+/// input axis `perm[k]`. Size-1 axes are dropped and axes that stay adjacent
+/// merged first; the remaining copy is a run copy when the last axis stays in
+/// place and a cache-blocked 2-D transpose otherwise.
+pub(crate) fn permute_slice<T: Clone>(src: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
+    let n = src.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    // Drop size-1 axes.
+    let mut new_of = vec![usize::MAX; shape.len()];
+    let mut s1 = Vec::with_capacity(shape.len());
+    for (i, &d) in shape.iter().enumerate() {
+        if d != 1 {
+            new_of[i] = s1.len();
+            s1.push(d);
+        }
+    }
+    let p1: Vec<usize> = perm
+        .iter()
+        .map(|&a| new_of[a])
+        .filter(|&a| a != usize::MAX)
+        .collect();
+    // Merge input axes that stay adjacent and in order in the output.
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &a in &p1 {
+        match groups.last_mut() {
+            Some(g) if *g.last().expect("non-empty") + 1 == a => g.push(a),
+            _ => groups.push(vec![a]),
+        }
+    }
+    // Groups sorted by input position give the merged input shape.
+    let mut by_in: Vec<usize> = (0..groups.len()).collect();
+    by_in.sort_by_key(|&g| groups[g][0]);
+    let mut s: Vec<usize> = vec![0; groups.len()];
+    let mut p: Vec<usize> = vec![0; groups.len()];
+    for (new_in, &g) in by_in.iter().enumerate() {
+        s[new_in] = groups[g].iter().map(|&a| s1[a]).product();
+        p[g] = new_in;
+    }
+    let r = s.len();
+    if r <= 1 || p.iter().enumerate().all(|(k, &a)| k == a) {
+        return src.to_vec();
+    }
+    let is = strides_of(&s);
+    let os_shape: Vec<usize> = p.iter().map(|&a| s[a]).collect();
+    let os = strides_of(&os_shape);
+    // Output position of each input axis.
+    let mut pos = vec![0usize; r];
+    for (k, &a) in p.iter().enumerate() {
+        pos[a] = k;
+    }
+    if p[r - 1] == r - 1 {
+        // The innermost axis stays: copy runs, walking the output in order.
+        let run = s[r - 1];
+        let mut out = Vec::with_capacity(n);
+        let mut idx = vec![0usize; r - 1];
+        let mut base = 0usize;
+        for _ in 0..n / run {
+            out.extend_from_slice(&src[base..base + run]);
+            for k in (0..r - 1).rev() {
+                idx[k] += 1;
+                base += is[p[k]];
+                if idx[k] < os_shape[k] {
+                    break;
+                }
+                base -= is[p[k]] * os_shape[k];
+                idx[k] = 0;
+            }
+        }
+        return out;
+    }
+    // Blocked 2-D transpose of the plane (input last axis, output last axis),
+    // for every index of the other axes.
+    let a = p[r - 1];
+    let (ni, nj) = (s[r - 1], s[a]);
+    let (os_i, is_j) = (os[pos[r - 1]], is[a]);
+    let others: Vec<usize> = p
+        .iter()
+        .copied()
+        .filter(|&x| x != a && x != r - 1)
+        .collect();
+    let mut out = vec![src[0].clone(); n];
+    let mut idx = vec![0usize; others.len()];
+    let (mut ib, mut ob) = (0usize, 0usize);
+    let planes = n / (ni * nj);
+    const B: usize = 32;
+    for _ in 0..planes {
+        for i0 in (0..ni).step_by(B) {
+            let i1 = (i0 + B).min(ni);
+            for j0 in (0..nj).step_by(B) {
+                let j1 = (j0 + B).min(nj);
+                for i in i0..i1 {
+                    let o = ob + i * os_i;
+                    let inp = ib + i;
+                    for j in j0..j1 {
+                        out[o + j] = src[inp + j * is_j].clone();
+                    }
+                }
+            }
+        }
+        for k in (0..others.len()).rev() {
+            let ax = others[k];
+            idx[k] += 1;
+            ib += is[ax];
+            ob += os[pos[ax]];
+            if idx[k] < s[ax] {
+                break;
+            }
+            ib -= is[ax] * s[ax];
+            ob -= os[pos[ax]] * s[ax];
+            idx[k] = 0;
+        }
+    }
+    out
 }
 
 /// Reshapes to `s1`, permutes the axes and reshapes to `s2` (a copy).
@@ -218,11 +366,11 @@ fn reshape_permute<T: Clone>(
     perm: &[usize],
     s2: &[usize],
 ) -> Result<ArrayD<T>, OpError> {
+    if numel(s1)? != a.len() || numel(s2)? != a.len() {
+        return Err(inv(format!("cannot view {:?} as {s1:?}", a.shape())));
+    }
     let data = contig(a);
-    let v = ArrayViewD::from_shape(IxDyn(s1), &data)
-        .map_err(|e| inv(format!("cannot view {:?} as {s1:?}: {e}", a.shape())))?;
-    let p = std_owned(v.permuted_axes(IxDyn(perm)));
-    reshaped(&p, s2)
+    from_vec(s2, permute_slice(&data, s1, perm))
 }
 
 /// Resolves ONNX slice bounds for one axis: the input indices taken.
@@ -268,7 +416,11 @@ fn constant(ctx: &OpCtx, _inputs: &[Option<RtValue>]) -> OpResult {
     if let Some(t) = ctx.tensor("value") {
         return one(TensorValue::from_tensor(t).map_err(|e| inv(e.to_string()))?);
     }
-    if let Some(v) = ctx.node.attr("value_float").and_then(|a| a.value.as_float()) {
+    if let Some(v) = ctx
+        .node
+        .attr("value_float")
+        .and_then(|a| a.value.as_float())
+    {
         return one(TensorValue::F32(ArrayD::from_elem(IxDyn(&[]), v)));
     }
     if let Some(v) = ctx.floats("value_floats") {
@@ -311,9 +463,15 @@ fn sparse_to_dense(sp: &crate::ir::tensor::SparseTensor) -> Result<TensorValue, 
     } else if idx.len() == nnz * shape.len() {
         idx.chunks(shape.len().max(1))
             .map(|c| {
-                c.iter().zip(&shape).zip(&strides).try_fold(0usize, |acc, ((&i, &d), &s)| {
-                    usize::try_from(i).ok().filter(|&i| i < d).map(|i| acc + i * s)
-                })
+                c.iter()
+                    .zip(&shape)
+                    .zip(&strides)
+                    .try_fold(0usize, |acc, ((&i, &d), &s)| {
+                        usize::try_from(i)
+                            .ok()
+                            .filter(|&i| i < d)
+                            .map(|i| acc + i * s)
+                    })
             })
             .collect::<Option<_>>()
             .ok_or_else(|| inv("sparse index out of range"))?
@@ -354,7 +512,8 @@ fn size(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 fn reshape(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let x = ctx.input(inputs, 0)?;
     let spec = if ctx.opset < 5 {
-        ctx.ints("shape").ok_or_else(|| inv("Reshape needs a shape"))?
+        ctx.ints("shape")
+            .ok_or_else(|| inv("Reshape needs a shape"))?
     } else {
         ctx.i64s(inputs, 1)?
     };
@@ -364,11 +523,11 @@ fn reshape(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let mut infer = None;
     for (i, &d) in spec.iter().enumerate() {
         match d {
-            0 if !allowzero => out.push(
-                *in_shape
-                    .get(i)
-                    .ok_or_else(|| inv(format!("Reshape: dimension {i} copies a missing input dimension")))?,
-            ),
+            0 if !allowzero => out.push(*in_shape.get(i).ok_or_else(|| {
+                inv(format!(
+                    "Reshape: dimension {i} copies a missing input dimension"
+                ))
+            })?),
             -1 => {
                 if infer.replace(i).is_some() {
                     return Err(inv("Reshape: more than one -1 in the shape"));
@@ -398,14 +557,20 @@ fn flatten(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let axis = ctx.int("axis", 1);
     let axis = if axis < 0 { axis + r } else { axis };
     if !(0..=r).contains(&axis) {
-        return Err(inv(format!("Flatten: axis {axis} out of range for rank {r}")));
+        return Err(inv(format!(
+            "Flatten: axis {axis} out of range for rank {r}"
+        )));
     }
     let a = axis as usize;
     let out = [s[..a].iter().product(), s[a..].iter().product()];
     one(map_tensor_same!(x, t => reshaped(t, &out)?))
 }
 
-fn axes_arg(ctx: &OpCtx, inputs: &[Option<RtValue>], input_since: i64) -> Result<Option<Vec<i64>>, OpError> {
+fn axes_arg(
+    ctx: &OpCtx,
+    inputs: &[Option<RtValue>],
+    input_since: i64,
+) -> Result<Option<Vec<i64>>, OpError> {
     if ctx.opset >= input_since {
         ctx.opt_i64s(inputs, 1)
     } else {
@@ -430,7 +595,12 @@ fn squeeze(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
         }
         None => s.iter().map(|&d| d != 1).collect(),
     };
-    let out: Vec<usize> = s.iter().zip(&keep).filter(|(_, &k)| k).map(|(&d, _)| d).collect();
+    let out: Vec<usize> = s
+        .iter()
+        .zip(&keep)
+        .filter(|(_, &k)| k)
+        .map(|(&d, _)| d)
+        .collect();
     one(map_tensor_same!(x, t => reshaped(t, &out)?))
 }
 
@@ -474,7 +644,10 @@ fn transpose(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
         }
         None => (0..r).rev().collect(),
     };
-    one(map_tensor_same!(x, a => std_owned(a.view().permuted_axes(IxDyn(&perm)))))
+    let out_shape: Vec<usize> = perm.iter().map(|&a| x.shape()[a]).collect();
+    one(
+        map_tensor_same!(x, a => from_vec(&out_shape, permute_slice(&contig(a), a.shape(), &perm))?),
+    )
 }
 
 fn expand(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
@@ -482,7 +655,16 @@ fn expand(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let want = dims(&ctx.i64s(inputs, 1)?, "Expand")?;
     let shape = broadcast_shape(x.shape(), &want)?;
     numel(&shape)?;
-    one(map_tensor_same!(x, a => std_owned(view_as(a, &shape)?)))
+    let mut in_shape = vec![1usize; shape.len() - x.shape().len()];
+    in_shape.extend_from_slice(x.shape());
+    let maps: Vec<Vec<usize>> = in_shape
+        .iter()
+        .zip(&shape)
+        .map(|(&d, &o)| if d == o { (0..o).collect() } else { vec![0; o] })
+        .collect();
+    one(
+        map_tensor_same!(x, a => from_vec(&shape, gather_slice(&contig(a), &in_shape, &maps, None)?)?),
+    )
 }
 
 /// Applies `$body` to the arrays of a list of tensors of one element type, bound
@@ -519,7 +701,8 @@ fn concat(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let first = ts.first().ok_or_else(|| inv("Concat needs inputs"))?;
     let r = first.shape().len();
     let axis = axis_in(
-        ctx.int_opt("axis").ok_or_else(|| inv("Concat needs an axis"))?,
+        ctx.int_opt("axis")
+            .ok_or_else(|| inv("Concat needs an axis"))?,
         r,
     )?;
     let mut shape = first.shape().to_vec();
@@ -529,8 +712,16 @@ fn concat(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     shape[axis] = 0;
     for t in &ts {
         let s = t.shape();
-        if s.len() != r || s.iter().zip(first.shape()).enumerate().any(|(i, (a, b))| i != axis && a != b) {
-            return Err(inv(format!("Concat: shapes {:?} and {s:?} do not fit", first.shape())));
+        if s.len() != r
+            || s.iter()
+                .zip(first.shape())
+                .enumerate()
+                .any(|(i, (a, b))| i != axis && a != b)
+        {
+            return Err(inv(format!(
+                "Concat: shapes {:?} and {s:?} do not fit",
+                first.shape()
+            )));
         }
         shape[axis] += s[axis];
     }
@@ -587,7 +778,9 @@ fn split(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
         }
     };
     if parts.iter().sum::<usize>() != dim {
-        return Err(inv(format!("Split: parts {parts:?} do not add up to {dim}")));
+        return Err(inv(format!(
+            "Split: parts {parts:?} do not add up to {dim}"
+        )));
     }
     if parts.len() != n_out {
         return Err(inv(format!(
@@ -598,7 +791,9 @@ fn split(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let mut outs = Vec::with_capacity(parts.len());
     let mut pos = 0;
     for p in parts {
-        let t = map_tensor_same!(x, a => std_owned(a.slice_axis(Axis(axis), (pos..pos + p).into())));
+        let mut maps: Vec<Vec<usize>> = s.iter().map(|&d| (0..d).collect()).collect();
+        maps[axis] = (pos..pos + p).collect();
+        let t = map_tensor_same!(x, a => gather_axes(a, &maps, None)?);
         outs.push(RtValue::Tensor(t));
         pos += p;
     }
@@ -611,7 +806,8 @@ fn slice(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let r = s.len();
     let (starts, ends, axes, steps) = if ctx.opset < 10 {
         (
-            ctx.ints("starts").ok_or_else(|| inv("Slice needs starts"))?,
+            ctx.ints("starts")
+                .ok_or_else(|| inv("Slice needs starts"))?,
             ctx.ints("ends").ok_or_else(|| inv("Slice needs ends"))?,
             ctx.ints("axes"),
             None,
@@ -677,8 +873,16 @@ fn pad(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
         let value = match x {
             TensorValue::F32(_) => TensorValue::F32(ArrayD::from_elem(IxDyn(&[]), v)),
             TensorValue::F64(_) => TensorValue::F64(ArrayD::from_elem(IxDyn(&[]), v as f64)),
-            TensorValue::F16(_) => TensorValue::F16(ArrayD::from_elem(IxDyn(&[]), f16::from_f32(v))),
-            _ => return Err(OpError::Unsupported(format!("Pad-{} of {}", ctx.opset, x.dtype()))),
+            TensorValue::F16(_) => {
+                TensorValue::F16(ArrayD::from_elem(IxDyn(&[]), f16::from_f32(v)))
+            }
+            _ => {
+                return Err(OpError::Unsupported(format!(
+                    "Pad-{} of {}",
+                    ctx.opset,
+                    x.dtype()
+                )))
+            }
         };
         (p, Some(value), None)
     } else {
@@ -693,7 +897,11 @@ fn pad(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
         None => (0..r).collect(),
     };
     if raw.len() != 2 * axes.len() {
-        return Err(inv(format!("Pad: {} pads for {} axes", raw.len(), axes.len())));
+        return Err(inv(format!(
+            "Pad: {} pads for {} axes",
+            raw.len(),
+            axes.len()
+        )));
     }
     let mut pads = vec![(0i64, 0i64); r];
     for (i, &a) in axes.iter().enumerate() {
@@ -774,9 +982,16 @@ fn constant_of_shape(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 
 fn range(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     use TensorValue as T;
-    let (s, l, d) = (ctx.input(inputs, 0)?, ctx.input(inputs, 1)?, ctx.input(inputs, 2)?);
+    let (s, l, d) = (
+        ctx.input(inputs, 0)?,
+        ctx.input(inputs, 1)?,
+        ctx.input(inputs, 2)?,
+    );
     fn first<X: Clone>(a: &ArrayD<X>) -> Result<X, OpError> {
-        a.iter().next().cloned().ok_or_else(|| inv("Range: empty input"))
+        a.iter()
+            .next()
+            .cloned()
+            .ok_or_else(|| inv("Range: empty input"))
     }
     fn count(n: f64) -> Result<usize, OpError> {
         let n = n.ceil().max(0.0);
@@ -817,7 +1032,10 @@ fn range(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
                 return Err(inv("Range: too many elements"));
             }
             let n = n as usize;
-            T::$v(from_vec(&[n], (0..n).map(|i| (a + i as i128 * c) as $t).collect())?)
+            T::$v(from_vec(
+                &[n],
+                (0..n).map(|i| (a + i as i128 * c) as $t).collect(),
+            )?)
         }};
     }
     let out = match s {
@@ -859,7 +1077,8 @@ fn range(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 /// A tensor of `dtype` and `shape` with ones at the flat offsets `at`.
 fn ones_at(dtype: DType, shape: &[usize], at: &[usize]) -> Result<TensorValue, OpError> {
     use TensorValue as T;
-    let mut t = TensorValue::zeros(dtype, shape).map_err(|e| OpError::Unsupported(e.to_string()))?;
+    let mut t =
+        TensorValue::zeros(dtype, shape).map_err(|e| OpError::Unsupported(e.to_string()))?;
     macro_rules! set {
         ($a:expr, $one:expr) => {{
             if let Some(s) = $a.as_slice_mut() {
@@ -998,7 +1217,10 @@ mod tests {
     fn slice_bounds() {
         assert_eq!(slice_indices(5, 1, 4, 1).unwrap(), vec![1, 2, 3]);
         assert_eq!(slice_indices(5, -1, -6, -2).unwrap(), vec![4, 2, 0]);
-        assert_eq!(slice_indices(5, i64::MAX, i64::MIN, -1).unwrap(), vec![4, 3, 2, 1, 0]);
+        assert_eq!(
+            slice_indices(5, i64::MAX, i64::MIN, -1).unwrap(),
+            vec![4, 3, 2, 1, 0]
+        );
         assert_eq!(slice_indices(5, 0, i64::MAX, 3).unwrap(), vec![0, 3]);
         assert!(slice_indices(5, 0, 1, 0).is_err());
     }
@@ -1012,10 +1234,60 @@ mod tests {
     }
 
     #[test]
+    fn permute_matches_ndarray() {
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[3, 5], &[1, 0]),
+            (&[1, 40, 70, 1], &[0, 2, 1, 3]),
+            (&[2, 3, 4], &[0, 2, 1]),
+            (&[2, 3, 4], &[2, 0, 1]),
+            (&[2, 3, 4], &[1, 0, 2]),
+            (&[2, 3, 4, 5], &[3, 1, 0, 2]),
+            (&[2, 3, 4, 5], &[0, 1, 3, 2]),
+            (&[2, 1, 4, 5], &[2, 1, 3, 0]),
+            (&[33, 65, 3], &[1, 0, 2]),
+            (&[33, 65, 3], &[2, 1, 0]),
+            (&[1, 1], &[1, 0]),
+            (&[2, 3, 4, 5, 6], &[4, 2, 0, 3, 1]),
+        ];
+        for (shape, perm) in cases {
+            let n: usize = shape.iter().product();
+            let a = from_vec(shape, (0..n as i32).collect()).unwrap();
+            let want: Vec<i32> = a
+                .view()
+                .permuted_axes(IxDyn(perm))
+                .iter()
+                .copied()
+                .collect();
+            assert_eq!(
+                permute_slice(a.as_slice().unwrap(), shape, perm),
+                want,
+                "{shape:?} {perm:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn gather_runs_and_fill() {
+        let a = from_vec(&[3, 4], (0..12).collect::<Vec<i32>>()).unwrap();
+        let maps = vec![vec![2, 0, FILL], vec![FILL, 1, 2, 3, 3, 2]];
+        let out = gather_axes(&a, &maps, Some(&-1)).unwrap();
+        assert_eq!(
+            out.as_slice().unwrap(),
+            &[-1, 9, 10, 11, 11, 10, -1, 1, 2, 3, 3, 2, -1, -1, -1, -1, -1, -1]
+        );
+        let maps = vec![vec![1, 2], (0..4).collect()];
+        let out = gather_axes(&a, &maps, None).unwrap();
+        assert_eq!(out.as_slice().unwrap(), &(4..12).collect::<Vec<i32>>()[..]);
+        assert!(gather_axes(&a, &[vec![3], vec![0]], None).is_err());
+    }
+
+    #[test]
     fn space_depth_round_trip() {
         let a = from_vec(&[1, 4, 2, 2], (0..16).collect::<Vec<i32>>()).unwrap();
-        let d = reshape_permute(&a, &[1, 1, 2, 2, 2, 2], &[0, 1, 4, 2, 5, 3], &[1, 1, 4, 4]).unwrap();
-        let back = reshape_permute(&d, &[1, 1, 2, 2, 2, 2], &[0, 1, 3, 5, 2, 4], &[1, 4, 2, 2]).unwrap();
+        let d =
+            reshape_permute(&a, &[1, 1, 2, 2, 2, 2], &[0, 1, 4, 2, 5, 3], &[1, 1, 4, 4]).unwrap();
+        let back =
+            reshape_permute(&d, &[1, 1, 2, 2, 2, 2], &[0, 1, 3, 5, 2, 4], &[1, 4, 2, 2]).unwrap();
         assert_eq!(a, back);
     }
 }

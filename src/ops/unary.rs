@@ -90,6 +90,38 @@ fn erf_t<T: FromF64>(v: T) -> T {
     T::of(erf(v.to64()))
 }
 
+/// `f` applied to every element, over the contiguous slice when there is one
+/// (so the loop can be vectorised).
+pub(crate) fn map_f32(a: &ndarray::ArrayD<f32>, f: impl Fn(f32) -> f32) -> ndarray::ArrayD<f32> {
+    match a.as_slice() {
+        Some(s) => ndarray::ArrayD::from_shape_vec(a.raw_dim(), s.iter().map(|&v| f(v)).collect())
+            .expect("same element count"),
+        None => a.mapv(f),
+    }
+}
+
+/// tanh for f32 as a rational approximation (the one onnxruntime's MLAS and
+/// Eigen use): relative error below 5e-7 (about 4 ulp), branch-free so it
+/// vectorises; about ten times faster than the libm call.
+#[inline]
+pub(crate) fn tanh_f32(x: f32) -> f32 {
+    // clamp (unlike min/max) keeps NaN.
+    let x = x.clamp(-9.0, 9.0);
+    let x2 = x * x;
+    let p = ((((((-2.760_768_5e-16f32 * x2 + 2.000_188e-13) * x2 - 8.604_672e-11) * x2
+        + 5.122_297e-8)
+        * x2
+        + 1.485_722_4e-5)
+        * x2
+        + 6.372_619_3e-4)
+        * x2
+        + 4.893_524_6e-3)
+        * x;
+    let q = ((1.198_258_4e-6f32 * x2 + 1.185_347_1e-4) * x2 + 2.268_434_6e-3) * x2 + 4.893_525e-3;
+    let r = if x.abs() < 4e-4 { x } else { p / q };
+    r.clamp(-1.0, 1.0)
+}
+
 /// Applies `|v| body` to every element of a float tensor (f32, f64, f16, bf16),
 /// keeping the type. Half types compute in f32. The listed constants (f64
 /// variables in scope) are converted to the compute type first, so the body can
@@ -100,7 +132,7 @@ macro_rules! float_map {
         match $x {
             T::F32(a) => {
                 $(let $c: f32 = FromF64::of($c);)*
-                T::F32(a.mapv(|$v: f32| $body))
+                T::F32(map_f32(a, |$v: f32| $body))
             }
             T::F64(a) => {
                 $(let $c: f64 = FromF64::of($c);)*
@@ -159,7 +191,13 @@ float_kernel!(cosh, "Cosh", |v| v.cosh());
 float_kernel!(asinh, "Asinh", |v| v.asinh());
 float_kernel!(acosh, "Acosh", |v| v.acosh());
 float_kernel!(atanh, "Atanh", |v| v.atanh());
-float_kernel!(tanh, "Tanh", |v| v.tanh());
+fn tanh(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
+    let x = ctx.input(inputs, 0)?;
+    match x {
+        TensorValue::F32(a) => one(TensorValue::F32(map_f32(a, tanh_f32))),
+        x => one(float_map!(x, "Tanh", [], |v| v.tanh())),
+    }
+}
 float_kernel!(erf_op, "Erf", |v| erf_t(v));
 float_kernel!(sigmoid, "Sigmoid", |v| if v >= 0.0 {
     1.0 / (1.0 + (-v).exp())
@@ -651,5 +689,20 @@ pub(crate) mod tests {
             run("Neg", vec![], x),
             TensorValue::I8(ndarray::arr1(&[-128i8, 3, -4]).into_dyn())
         );
+    }
+
+    #[test]
+    fn fast_tanh_accuracy() {
+        let mut x = -12.0f32;
+        while x < 12.0 {
+            let e = (x as f64).tanh();
+            let d = (tanh_f32(x) as f64 - e).abs();
+            assert!(d <= 1e-6 * e.abs(), "tanh({x}): {} vs {e}", tanh_f32(x));
+            x += 3.7e-4;
+        }
+        assert!(tanh_f32(f32::NAN).is_nan());
+        assert_eq!(tanh_f32(f32::INFINITY), 1.0);
+        assert_eq!(tanh_f32(-f32::INFINITY), -1.0);
+        assert_eq!(tanh_f32(-0.0).to_bits(), (-0.0f32).to_bits());
     }
 }
