@@ -153,7 +153,7 @@ fn float16_npy_inputs_are_read() {
     // numpy's float16 .npy of [-1.0, 0.5, 2.0], written by hand.
     let mut npy = b"\x93NUMPY\x01\x00".to_vec();
     let mut header = "{'descr': '<f2', 'fortran_order': False, 'shape': (3,), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
