@@ -126,3 +126,18 @@ fn backend_node_cases_shapes_match_the_interpreter() {
     }
     assert!(checked > 1000, "only {checked} values were checked");
 }
+
+#[test]
+fn ops_without_a_rule_are_inferred_by_running_them_on_known_shapes() {
+    let mut m = parse_model(
+        "opset _=17\ngraph @g(%x: f32[4,100]) -> (%v, %i, %nz) {\n  %k = const i64[1] @k [5]\n  %v, %i = TopK(%x, %k)\n  %nz = NonZero(%x)\n  return %v, %i, %nz\n}\n",
+    )
+    .unwrap();
+    infer_shapes(&mut m);
+    let g = &m.graph;
+    let ty = |k: usize| g.value(g.outputs[k]).ty.as_ref().map(|t| t.to_string());
+    assert_eq!(ty(0).as_deref(), Some("f32[4,5]"));
+    assert_eq!(ty(1).as_deref(), Some("i64[4,5]"));
+    // NonZero's output shape depends on the data: never guessed.
+    assert_eq!(ty(2), None);
+}

@@ -9,6 +9,14 @@
 //! output unknown; nothing is guessed. Subgraphs (If, Loop, Scan bodies) are
 //! inferred too.
 //!
+//! Ops without a symbolic rule (or whose rule leaves a dimension unknown) fall back
+//! to running their kernel when every input shape is fully known: the kernel runs
+//! on zeros of those shapes and on the values of constant inputs, and the output
+//! types are read off the result. Small inputs (64 elements or fewer), which may be
+//! shapes, axes, counts, scales or range bounds deciding the output shape, must be
+//! constants, and ops whose output shape depends on their data (NonZero, Unique
+//! ...) are never run.
+//!
 //! The rules are one table, apart from the kernels, because they work on symbolic
 //! types where the kernels work on values.
 //!
@@ -41,11 +49,17 @@ pub struct InferReport {
 pub fn infer_shapes(m: &mut Model) -> InferReport {
     let opset = m.opset_version("").unwrap_or(1);
     let mut report = InferReport::default();
-    infer_graph(&mut m.graph, opset, &mut report);
+    let registry = crate::ops::OpRegistry::standard();
+    infer_graph(&mut m.graph, opset, &registry, &mut report);
     report
 }
 
-fn infer_graph(g: &mut Graph, opset: i64, report: &mut InferReport) {
+fn infer_graph(
+    g: &mut Graph,
+    opset: i64,
+    registry: &crate::ops::OpRegistry,
+    report: &mut InferReport,
+) {
     let Ok(order) = g.topo_order() else { return };
     let mut consts: HashMap<ValueId, TensorValue> = HashMap::new();
     for &v in &g.initializers {
@@ -63,7 +77,7 @@ fn infer_graph(g: &mut Graph, opset: i64, report: &mut InferReport) {
         for i in ids {
             let mut a = std::mem::replace(&mut g.node_mut(n).attrs[i].value, AttrValue::Int(0));
             for sub in a.graphs_mut() {
-                infer_graph(sub, opset, report);
+                infer_graph(sub, opset, registry, report);
             }
             g.node_mut(n).attrs[i].value = a;
         }
@@ -89,11 +103,40 @@ fn infer_graph(g: &mut Graph, opset: i64, report: &mut InferReport) {
             .iter()
             .map(|v| v.and_then(|v| consts.get(&v)))
             .collect();
-        let outs = if node.domain.is_empty() || node.domain == "ai.onnx" {
+        let mut outs = if node.domain.is_empty() || node.domain == "ai.onnx" {
             infer_node(node, &in_types, &in_consts, opset)
         } else {
             vec![]
         };
+        let known = |o: &Option<Type>| match o.as_ref().and_then(|t| t.as_tensor()) {
+            Some((_, Some(shape))) => shape
+                .dims
+                .iter()
+                .all(|d| !matches!(d.value, DimValue::Unknown)),
+            _ => o.is_some(),
+        };
+        if node
+            .outputs
+            .iter()
+            .enumerate()
+            .any(|(i, o)| o.is_some() && !outs.get(i).is_some_and(known))
+        {
+            if let Some(run) = infer_by_running(node, &in_types, &in_consts, opset, registry) {
+                for (i, t) in run.into_iter().enumerate() {
+                    if i >= outs.len() {
+                        outs.resize(i + 1, None);
+                    }
+                    let better = match (&outs[i], &t) {
+                        (Some(old), Some(new)) => precision(new) > precision(old),
+                        (None, Some(_)) => true,
+                        _ => false,
+                    };
+                    if better {
+                        outs[i] = t;
+                    }
+                }
+            }
+        }
         let node_outputs = node.outputs.clone();
         for (slot, out) in node_outputs.iter().enumerate() {
             let Some(v) = out else { continue };
@@ -113,6 +156,81 @@ fn infer_graph(g: &mut Graph, opset: i64, report: &mut InferReport) {
             }
         }
     }
+}
+
+/// Ops whose output shape depends on the values of their data inputs, which the
+/// fallback below cannot know.
+const DATA_DEPENDENT: &[&str] = &[
+    "NonZero",
+    "Unique",
+    "Compress",
+    "NonMaxSuppression",
+    "StringSplit",
+    "TfIdfVectorizer",
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+    "Dropout",
+];
+
+/// The fallback for ops without a symbolic rule: when every input's shape is fully
+/// known, run the op's kernel on zeros of those shapes (and on the real values of
+/// constant inputs) and read the output types off the result. Small inputs must be
+/// constants, since their values may decide the output shape; ops whose output
+/// shape depends on their data are never run.
+fn infer_by_running(
+    n: &Node,
+    ins: &[Option<Type>],
+    consts: &[Option<&TensorValue>],
+    opset: i64,
+    registry: &crate::ops::OpRegistry,
+) -> Option<Vec<Option<Type>>> {
+    use crate::interp::value::RtValue;
+    if DATA_DEPENDENT.contains(&n.op_type.as_str())
+        || n.attrs.iter().any(|a| !a.value.graphs().is_empty())
+    {
+        return None;
+    }
+    let kernel = registry.get(&n.domain, &n.op_type)?;
+    let mut args: Vec<Option<RtValue>> = Vec::with_capacity(n.inputs.len());
+    for (i, v) in n.inputs.iter().enumerate() {
+        if v.is_none() {
+            args.push(None);
+            continue;
+        }
+        if let Some(c) = consts.get(i).copied().flatten() {
+            args.push(Some(RtValue::Tensor(c.clone())));
+            continue;
+        }
+        let (elem, dims) = parts(ins.get(i)?)?;
+        let dims: Vec<usize> = dims?
+            .iter()
+            .map(|d| d.as_fixed().filter(|&x| x >= 0).map(|x| x as usize))
+            .collect::<Option<_>>()?;
+        let count: usize = dims.iter().product();
+        // A small input may be a shape, axes, a count, scales or a range bound whose
+        // value decides the output shape: only constants of that size are used.
+        if count <= 64 || count > 1 << 20 {
+            return None;
+        }
+        args.push(Some(RtValue::Tensor(TensorValue::zeros(elem, &dims).ok()?)));
+    }
+    let ctx = crate::ops::OpCtx { node: n, opset };
+    let outs = kernel(&ctx, &args).ok()?;
+    Some(
+        outs.iter()
+            .map(|o| match o {
+                RtValue::Tensor(t) => tensor(
+                    t.dtype(),
+                    t.shape().iter().map(|&d| Dim::fixed(d as i64)).collect(),
+                ),
+                _ => None,
+            })
+            .collect(),
+    )
 }
 
 /// How much a type says: a higher number is more precise.
