@@ -8,32 +8,15 @@
 //! `conformance/report.md` (per op: passed, failed, unsupported, with reasons).
 //! `MODC_CONFORMANCE_FILTER=substring` runs only matching cases and checks nothing.
 
+mod common;
+use common::testdata;
+
 use modc::conformance::{run_case_dir, run_light, CaseReport, Outcome};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 const FOLDERS: [&str; 4] = ["node", "simple", "pytorch-converted", "pytorch-operator"];
-
-fn testdata() -> Option<PathBuf> {
-    let dir = std::env::var_os("MODC_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/modc-testdata"));
-    if dir.join("stamps").exists() {
-        return Some(dir);
-    }
-    if std::env::var("MODC_REQUIRE_TESTDATA").as_deref() == Ok("1") {
-        panic!(
-            "test data not found in {} (run python3 scripts/fetch_testdata.py)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: test data not found in {} (run python3 scripts/fetch_testdata.py)",
-        dir.display()
-    );
-    None
-}
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

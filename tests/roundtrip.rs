@@ -8,29 +8,12 @@
 //! The data comes from `scripts/fetch_testdata.py` (see the README). Without it the
 //! tests say so and pass, unless `MODC_REQUIRE_TESTDATA=1` (CI) makes them fail.
 
+mod common;
+use common::testdata;
+
 use modc::{load, parse_model, print_model, save, to_proto, LoadPolicy, SaveOptions};
 use prost::Message;
 use std::path::{Path, PathBuf};
-
-fn testdata() -> Option<PathBuf> {
-    let dir = std::env::var_os("MODC_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/modc-testdata"));
-    if dir.join("stamps").exists() {
-        return Some(dir);
-    }
-    if std::env::var("MODC_REQUIRE_TESTDATA").as_deref() == Ok("1") {
-        panic!(
-            "test data not found in {} (run python3 scripts/fetch_testdata.py)",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipping: test data not found in {} (run python3 scripts/fetch_testdata.py)",
-        dir.display()
-    );
-    None
-}
 
 fn models(dir: &Path) -> Vec<PathBuf> {
     fn walk(d: &Path, out: &mut Vec<PathBuf>) {

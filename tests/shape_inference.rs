@@ -3,6 +3,9 @@
 //! matches the actual tensor (element type, rank, and every fixed dimension).
 //! Symbolic dimensions stay symbolic.
 
+mod common;
+use common::testdata;
+
 use modc::{
     infer_shapes, load, parse_model, print_model, DimValue, Interpreter, LoadPolicy, Model,
     RtValue, TensorValue,
@@ -79,18 +82,7 @@ fn shipped_model_shapes_match_the_interpreter() {
 
 #[test]
 fn backend_node_cases_shapes_match_the_interpreter() {
-    let dir = std::env::var_os("MODC_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/modc-testdata"));
-    if !dir.join("stamps").exists() {
-        assert_ne!(
-            std::env::var("MODC_REQUIRE_TESTDATA").as_deref(),
-            Ok("1"),
-            "test data missing"
-        );
-        eprintln!("skipping: no test data in {}", dir.display());
-        return;
-    }
+    let Some(dir) = testdata() else { return };
     let mut cases: Vec<PathBuf> = std::fs::read_dir(dir.join("onnx-backend/node"))
         .unwrap()
         .flatten()
