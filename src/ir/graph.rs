@@ -77,6 +77,23 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node of `op_type` in `domain` (`""` is ONNX's) with the given attributes and
+    /// no inputs, outputs or metadata yet.
+    pub fn new(op_type: &str, domain: &str, attrs: Vec<Attr>) -> Node {
+        Node {
+            name: None,
+            op_type: op_type.to_string(),
+            domain: domain.to_string(),
+            overload: None,
+            inputs: vec![],
+            outputs: vec![],
+            attrs,
+            doc_string: None,
+            metadata_props: vec![],
+            device_configurations: vec![],
+        }
+    }
+
     pub fn attr(&self, name: &str) -> Option<&Attr> {
         self.attrs.iter().find(|a| a.name == name)
     }
@@ -181,16 +198,8 @@ impl Graph {
         attrs: Vec<Attr>,
     ) -> (NodeId, Vec<ValueId>) {
         let node = Node {
-            name: None,
-            op_type: op_type.to_string(),
-            domain: domain.to_string(),
-            overload: None,
             inputs,
-            outputs: vec![],
-            attrs,
-            doc_string: None,
-            metadata_props: vec![],
-            device_configurations: vec![],
+            ..Node::new(op_type, domain, attrs)
         };
         let id = self.push_node(node);
         let mut outs = Vec::new();

@@ -421,24 +421,12 @@ mod tests {
         use crate::ir::attr::{Attr, AttrValue};
         use crate::ir::graph::Node;
         let node = |op: &str, attrs: Vec<(&str, AttrValue)>, n_out: usize| Node {
-            name: None,
-            op_type: op.into(),
-            domain: String::new(),
-            overload: None,
-            inputs: vec![],
             outputs: vec![None; n_out],
-            attrs: attrs
-                .into_iter()
-                .map(|(n, v)| Attr {
-                    name: n.into(),
-                    value: v,
-                    ref_attr_name: None,
-                    doc_string: None,
-                })
-                .collect(),
-            doc_string: None,
-            metadata_props: vec![],
-            device_configurations: vec![],
+            ..Node::new(
+                op,
+                "",
+                attrs.into_iter().map(|(n, v)| Attr::new(n, v)).collect(),
+            )
         };
         let reg = crate::ops::OpRegistry::standard();
         let f = |s: &[usize]| {

@@ -1109,23 +1109,18 @@ pub(crate) fn test_node(
     attrs: Vec<(&str, crate::ir::attr::AttrValue)>,
     n_out: usize,
 ) -> crate::ir::graph::Node {
-    crate::ir::graph::Node {
-        name: None,
-        op_type: op.into(),
-        domain: String::new(),
-        overload: None,
-        inputs: vec![],
-        outputs: (0..n_out)
-            .map(|i| Some(crate::ir::graph::ValueId(i as u32)))
-            .collect(),
-        attrs: attrs
+    let mut node = crate::ir::graph::Node::new(
+        op,
+        "",
+        attrs
             .into_iter()
             .map(|(n, v)| crate::ir::attr::Attr::new(n, v))
             .collect(),
-        doc_string: None,
-        metadata_props: vec![],
-        device_configurations: vec![],
-    }
+    );
+    node.outputs = (0..n_out)
+        .map(|i| Some(crate::ir::graph::ValueId(i as u32)))
+        .collect();
+    node
 }
 
 #[cfg(test)]

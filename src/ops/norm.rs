@@ -690,20 +690,15 @@ mod tests {
     use crate::ir::graph::Node;
 
     pub(crate) fn node(op: &str, attrs: Vec<(&str, AttrValue)>, n_out: usize) -> Node {
-        Node {
-            name: None,
-            op_type: op.into(),
-            domain: String::new(),
-            overload: None,
-            inputs: vec![],
-            outputs: (0..n_out)
-                .map(|i| Some(crate::ir::graph::ValueId(i as u32)))
-                .collect(),
-            attrs: attrs.into_iter().map(|(n, v)| Attr::new(n, v)).collect(),
-            doc_string: None,
-            metadata_props: vec![],
-            device_configurations: vec![],
-        }
+        let mut node = Node::new(
+            op,
+            "",
+            attrs.into_iter().map(|(n, v)| Attr::new(n, v)).collect(),
+        );
+        node.outputs = (0..n_out)
+            .map(|i| Some(crate::ir::graph::ValueId(i as u32)))
+            .collect();
+        node
     }
 
     fn f32s(v: &RtValue) -> Vec<f32> {

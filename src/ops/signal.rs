@@ -730,21 +730,14 @@ mod tests {
     }
 
     fn node(op: &str, attrs: Vec<(&str, crate::ir::attr::AttrValue)>) -> crate::ir::graph::Node {
-        crate::ir::graph::Node {
-            name: None,
-            op_type: op.into(),
-            domain: String::new(),
-            overload: None,
-            inputs: vec![],
-            outputs: vec![],
-            attrs: attrs
+        crate::ir::graph::Node::new(
+            op,
+            "",
+            attrs
                 .into_iter()
                 .map(|(k, v)| crate::ir::attr::Attr::new(k, v))
                 .collect(),
-            doc_string: None,
-            metadata_props: vec![],
-            device_configurations: vec![],
-        }
+        )
     }
 
     #[test]

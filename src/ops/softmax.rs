@@ -139,19 +139,12 @@ mod tests {
     use crate::ir::graph::{Node, ValueId};
 
     fn node(op: &str, axis: Option<i64>) -> Node {
+        let attrs = axis
+            .map(|a| vec![Attr::new("axis", AttrValue::Int(a))])
+            .unwrap_or_default();
         Node {
-            name: None,
-            op_type: op.into(),
-            domain: String::new(),
-            overload: None,
-            inputs: vec![],
             outputs: vec![Some(ValueId(0))],
-            attrs: axis
-                .map(|a| vec![Attr::new("axis", AttrValue::Int(a))])
-                .unwrap_or_default(),
-            doc_string: None,
-            metadata_props: vec![],
-            device_configurations: vec![],
+            ..Node::new(op, "", attrs)
         }
     }
 

@@ -605,18 +605,7 @@ pub(crate) mod tests {
         attrs: Vec<Attr>,
         inputs: Vec<Option<TensorValue>>,
     ) -> Result<TensorValue, OpError> {
-        let node = Node {
-            name: None,
-            op_type: op.to_string(),
-            domain: String::new(),
-            overload: None,
-            inputs: vec![],
-            outputs: vec![],
-            attrs,
-            doc_string: None,
-            metadata_props: vec![],
-            device_configurations: vec![],
-        };
+        let node = Node::new(op, "", attrs);
         let ctx = OpCtx { node: &node, opset };
         let reg = OpRegistry::standard();
         let k = reg.get("", op).expect("op is registered");
