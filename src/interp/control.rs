@@ -152,38 +152,13 @@ fn stack(
                 .ok_or("scan outputs must be tensors".to_string())
         })
         .collect::<Result<_, _>>()?;
-    let first = tensors[0];
-    macro_rules! stack_as {
-        ($v:ident) => {{
-            let views: Vec<_> = tensors
-                .iter()
-                .map(|t| match t {
-                    TensorValue::$v(a) => Ok(a.view()),
-                    _ => Err("scan outputs change type between iterations".to_string()),
-                })
-                .collect::<Result<_, _>>()?;
-            TensorValue::$v(
-                ndarray::stack(Axis(axis), &views)
-                    .map_err(|e| format!("scan outputs change shape between iterations: {e}"))?,
-            )
-        }};
-    }
-    let t = match first {
-        TensorValue::F32(_) => stack_as!(F32),
-        TensorValue::F64(_) => stack_as!(F64),
-        TensorValue::F16(_) => stack_as!(F16),
-        TensorValue::BF16(_) => stack_as!(BF16),
-        TensorValue::I8(_) => stack_as!(I8),
-        TensorValue::I16(_) => stack_as!(I16),
-        TensorValue::I32(_) => stack_as!(I32),
-        TensorValue::I64(_) => stack_as!(I64),
-        TensorValue::U8(_) => stack_as!(U8),
-        TensorValue::U16(_) => stack_as!(U16),
-        TensorValue::U32(_) => stack_as!(U32),
-        TensorValue::U64(_) => stack_as!(U64),
-        TensorValue::Bool(_) => stack_as!(Bool),
-        TensorValue::Str(_) => stack_as!(Str),
-    };
+    let expanded: Vec<TensorValue> = tensors
+        .iter()
+        .map(|t| map_tensor_same!(t, a => a.clone().insert_axis(Axis(axis))))
+        .collect();
+    let refs: Vec<&TensorValue> = expanded.iter().collect();
+    let t = crate::ops::concat_tensors(&refs, axis as i64)
+        .map_err(|e| format!("scan outputs do not stack: {e}"))?;
     Ok(RtValue::Tensor(t))
 }
 

@@ -188,45 +188,17 @@ fn concat_from_sequence(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
         .first()
         .ok_or_else(|| OpError::Invalid("cannot concatenate an empty sequence".into()))?;
     let new_axis = ctx.int("new_axis", 0) == 1;
-    let rank = first.shape().len() + usize::from(new_axis);
-    let axis = norm_axis(ctx.int("axis", 0), rank)?;
-    macro_rules! cat {
-        ($v:ident) => {{
-            let views: Vec<_> = tensors
-                .iter()
-                .map(|t| match t {
-                    TensorValue::$v(a) => Ok(if new_axis {
-                        a.view().insert_axis(Axis(axis))
-                    } else {
-                        a.view()
-                    }),
-                    _ => Err(OpError::Invalid(
-                        "sequence items have different element types".into(),
-                    )),
-                })
-                .collect::<Result<_, _>>()?;
-            TensorValue::$v(
-                ndarray::concatenate(Axis(axis), &views)
-                    .map_err(|e| OpError::Invalid(format!("cannot concatenate: {e}")))?,
-            )
-        }};
+    if !new_axis {
+        return one(super::shape::concat_tensors(&tensors, ctx.int("axis", 0))?);
     }
-    one(match first {
-        TensorValue::F32(_) => cat!(F32),
-        TensorValue::F64(_) => cat!(F64),
-        TensorValue::F16(_) => cat!(F16),
-        TensorValue::BF16(_) => cat!(BF16),
-        TensorValue::I8(_) => cat!(I8),
-        TensorValue::I16(_) => cat!(I16),
-        TensorValue::I32(_) => cat!(I32),
-        TensorValue::I64(_) => cat!(I64),
-        TensorValue::U8(_) => cat!(U8),
-        TensorValue::U16(_) => cat!(U16),
-        TensorValue::U32(_) => cat!(U32),
-        TensorValue::U64(_) => cat!(U64),
-        TensorValue::Bool(_) => cat!(Bool),
-        TensorValue::Str(_) => cat!(Str),
-    })
+    // With new_axis, the items are stacked along a new axis of size 1 each.
+    let axis = norm_axis(ctx.int("axis", 0), first.shape().len() + 1)?;
+    let expanded: Vec<TensorValue> = tensors
+        .iter()
+        .map(|t| crate::map_tensor_same!(t, a => a.clone().insert_axis(Axis(axis))))
+        .collect();
+    let refs: Vec<&TensorValue> = expanded.iter().collect();
+    one(super::shape::concat_tensors(&refs, axis as i64)?)
 }
 
 fn optional(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {

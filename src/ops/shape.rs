@@ -698,19 +698,25 @@ fn concat(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     let ts: Vec<&TensorValue> = (0..inputs.len())
         .map(|i| ctx.input(inputs, i))
         .collect::<Result<_, _>>()?;
+    let axis = ctx
+        .int_opt("axis")
+        .ok_or_else(|| inv("Concat needs an axis"))?;
+    one(concat_tensors(&ts, axis)?)
+}
+
+/// Concatenates tensors of one element type along `axis` (negative counts from the
+/// end); every other dimension must agree. Shared by Concat, ConcatFromSequence and
+/// the scan outputs of Loop and Scan.
+pub(crate) fn concat_tensors(ts: &[&TensorValue], axis: i64) -> Result<TensorValue, OpError> {
     let first = ts.first().ok_or_else(|| inv("Concat needs inputs"))?;
     let r = first.shape().len();
-    let axis = axis_in(
-        ctx.int_opt("axis")
-            .ok_or_else(|| inv("Concat needs an axis"))?,
-        r,
-    )?;
+    let axis = axis_in(axis, r)?;
     let mut shape = first.shape().to_vec();
     if r == 0 {
         return Err(inv("Concat of scalars"));
     }
     shape[axis] = 0;
-    for t in &ts {
+    for t in ts {
         let s = t.shape();
         if s.len() != r
             || s.iter()
@@ -727,7 +733,7 @@ fn concat(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
     }
     numel(&shape)?;
     let (outer, _, inner) = outer_inner(&shape, axis);
-    one(map_list_same!(&ts, arrs => {
+    Ok(map_list_same!(ts, arrs => {
         let parts: Vec<_> = arrs.iter().map(|a| contig(a)).collect();
         let mut out = Vec::with_capacity(shape.iter().product());
         for o in 0..outer {
