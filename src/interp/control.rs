@@ -182,19 +182,7 @@ fn run_scan(
         .attr("num_scan_inputs")
         .and_then(|a| a.value.as_int())
         .ok_or_else(|| err("num_scan_inputs is missing".into()))? as usize;
-    let tensors: Vec<TensorValue> = args
-        .into_iter()
-        .map(|a| {
-            a.and_then(|a| a.into_tensor())
-                .ok_or_else(|| err("Scan inputs must be tensors".into()))
-        })
-        .collect::<Result<_, _>>()?;
-    if m > tensors.len() {
-        return Err(err(format!(
-            "num_scan_inputs is {m} but the node has {} inputs",
-            tensors.len()
-        )));
-    }
+    let tensors = scan_tensors(args, m).map_err(err)?;
     let n_state = tensors.len() - m;
     let n_scan_out = body.outputs.len().saturating_sub(n_state);
     let in_axes = int_list("scan_input_axes").unwrap_or_else(|| vec![0; m]);
@@ -320,6 +308,24 @@ fn bind_attrs(body: &mut Graph, call: &crate::ir::graph::Node, f: &Function) {
     }
 }
 
+/// Scan's state and scan inputs as tensors; `m` of them are scanned.
+fn scan_tensors(args: Vec<Option<RtValue>>, m: usize) -> Result<Vec<TensorValue>, String> {
+    let tensors: Vec<TensorValue> = args
+        .into_iter()
+        .map(|a| {
+            a.and_then(|a| a.into_tensor())
+                .ok_or_else(|| "Scan inputs must be tensors".to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    if m > tensors.len() {
+        return Err(format!(
+            "num_scan_inputs is {m} but the node has {} inputs",
+            tensors.len()
+        ));
+    }
+    Ok(tensors)
+}
+
 /// SequenceMap: runs the body once per item of the first input sequence; other
 /// sequence inputs are indexed alike, tensor inputs are passed whole.
 fn run_sequence_map(
@@ -397,20 +403,7 @@ fn run_scan_v8(
         ),
         _ => None,
     };
-    let tensors: Vec<TensorValue> = args
-        .into_iter()
-        .skip(1)
-        .map(|a| {
-            a.and_then(|a| a.into_tensor())
-                .ok_or_else(|| err("Scan inputs must be tensors".into()))
-        })
-        .collect::<Result<_, _>>()?;
-    if m > tensors.len() {
-        return Err(err(format!(
-            "num_scan_inputs is {m} but the node has {} inputs",
-            tensors.len()
-        )));
-    }
+    let tensors = scan_tensors(args.into_iter().skip(1).collect(), m).map_err(err)?;
     let n_state = tensors.len() - m;
     let n_out = body.outputs.len().saturating_sub(n_state);
     let batch = tensors
