@@ -54,6 +54,14 @@ pub fn infer_shapes(m: &mut Model) -> InferReport {
     report
 }
 
+/// Infers the types of every node output of one graph and its subgraphs.
+pub(crate) fn infer_graph_shapes(g: &mut Graph, opset: i64) -> InferReport {
+    let mut report = InferReport::default();
+    let registry = crate::ops::OpRegistry::standard();
+    infer_graph(g, opset, &registry, &mut report);
+    report
+}
+
 fn infer_graph(
     g: &mut Graph,
     opset: i64,

@@ -42,7 +42,7 @@ mod parse;
 mod print;
 
 pub use parse::{parse_model, ParseError};
-pub use print::{print_graph, print_model};
+pub use print::{print_graph, print_model, print_model_with_data};
 
 /// Whether `s` can be printed without quotes (a name of letters, digits, `_`, `.`
 /// and `-`, not starting with a digit or `-`).

@@ -27,6 +27,56 @@ pub fn print_model(m: &Model) -> String {
     p.out
 }
 
+/// Prints a whole model, with the data of constants of at most `limit` elements
+/// written as literals (the parser reads them back). Snapshot tests of folding
+/// passes use it to show folded values.
+pub fn print_model_with_data(m: &Model, limit: usize) -> String {
+    let mut p = Printer::new();
+    p.data_limit = limit;
+    p.reserve_graph(&m.graph);
+    for f in &m.functions {
+        p.reserve_graph(&f.body);
+    }
+    if !m.opset_imports.is_empty() {
+        let _ = writeln!(p.out, "opset {}", opsets_text(&m.opset_imports));
+    }
+    p.graph(&m.graph, 0);
+    p.out.push('\n');
+    for f in &m.functions {
+        p.function(f);
+    }
+    p.out
+}
+
+/// The literal of a small dense tensor (`[1.0, 2.0]`), when its type has one.
+fn literal_text(t: &Tensor, limit: usize) -> Option<String> {
+    use crate::ir::dtype::DType;
+    if t.num_elements()? as usize > limit {
+        return None;
+    }
+    let v = crate::interp::value::TensorValue::from_tensor(t).ok()?;
+    let vals = v.to_f64_vec()?;
+    let items: Vec<String> = match t.dtype {
+        DType::F32 | DType::F64 | DType::F16 | DType::BF16 => {
+            vals.iter().map(|&x| float_text(x as f32)).collect()
+        }
+        DType::Bool => vals
+            .iter()
+            .map(|&x| if x != 0.0 { "true" } else { "false" }.to_string())
+            .collect(),
+        DType::I8
+        | DType::I16
+        | DType::I32
+        | DType::I64
+        | DType::U8
+        | DType::U16
+        | DType::U32
+        | DType::U64 => vals.iter().map(|&x| (x as i64).to_string()).collect(),
+        _ => return None,
+    };
+    Some(format!(" [{}]", items.join(", ")))
+}
+
 /// Prints one graph.
 pub fn print_graph(g: &Graph) -> String {
     let mut p = Printer::new();
@@ -90,6 +140,7 @@ struct Printer {
     next_num: usize,
     next_const: usize,
     scopes: Vec<HashMap<String, String>>,
+    data_limit: usize,
 }
 
 impl Printer {
@@ -100,6 +151,7 @@ impl Printer {
             next_num: 0,
             next_const: 0,
             scopes: vec![],
+            data_limit: 0,
         }
     }
 
@@ -262,9 +314,15 @@ impl Printer {
                 Some(Initializer::Sparse(s)) => format!("sparse {}", sparse_type_text(s)),
                 None => "?".into(),
             };
+            let data = match &val.init {
+                Some(Initializer::Dense(t)) if self.data_limit > 0 => {
+                    literal_text(t, self.data_limit).unwrap_or_default()
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 self.out,
-                "{} = const {} @{}",
+                "{} = const {} @{}{data}",
                 label_token(&label),
                 ty,
                 name_token(&val.name)

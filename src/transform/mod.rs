@@ -1,0 +1,38 @@
+//! The passes: cleanup, folding, CSE and Conv/Gemm folding, registered by name.
+//!
+//! Each pass is one file; [`registry`] lists them with a one-line description (the
+//! CLI's `--list-passes` prints it). Passes follow the same rules: they keep graph
+//! inputs and outputs (names and order), keep symbolic dimensions symbolic, leave
+//! ops of unknown domains alone, and count each rewrite in `PassCtx::rewrites`.
+
+mod conv_fold;
+mod cse;
+mod dce;
+mod fold;
+mod if_fold;
+mod infer;
+mod noop;
+mod shape_fold;
+
+use crate::pass::Pass;
+
+/// A pass's name, description and constructor.
+pub type PassEntry = (&'static str, &'static str, fn() -> Box<dyn Pass>);
+
+/// Every registered pass.
+pub fn registry() -> Vec<PassEntry> {
+    vec![
+        ("infer", "shape and type inference (symbolic dims stay symbolic)", || Box::new(infer::InferShapes)),
+        ("fold", "constant folding through the interpreter, with a size guard; Constant nodes become initializers", || Box::new(fold::Fold)),
+        ("shape-fold", "Shape/Gather/Unsqueeze/Concat/Reshape chains with known dimensions collapse", || Box::new(shape_fold::ShapeFold)),
+        ("dce", "dead-code elimination (subgraph reads count as uses)", || Box::new(dce::Dce)),
+        ("init-cleanup", "unused and duplicate initializers", || Box::new(dce::InitCleanup)),
+        ("cse", "common-subexpression elimination", || Box::new(cse::Cse)),
+        ("noop", "removes no-ops: Identity, Dropout, same-type Cast, same-shape Reshape/Expand/Flatten, identity Transpose, zero Pad, full Slice, single Concat/Split, Squeeze/Unsqueeze pairs", || Box::new(noop::Noop)),
+        ("merge-chains", "merges consecutive Transposes, Reshapes, Squeezes/Unsqueezes and Slices", || Box::new(noop::MergeChains)),
+        ("conv-fold", "folds BatchNormalization and constant Mul/Add into Conv and Gemm weights", || Box::new(conv_fold::ConvFold)),
+        ("pad-fold", "folds Pad into Conv and pooling", || Box::new(conv_fold::PadFold)),
+        ("gemm-fold", "MatMul + Add into Gemm where the ranks allow", || Box::new(conv_fold::GemmFold)),
+        ("if-fold", "replaces an If with a constant condition by its branch", || Box::new(if_fold::IfFold)),
+    ]
+}
