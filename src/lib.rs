@@ -57,7 +57,7 @@ pub use ops::shape_infer::{infer_shapes, InferReport};
 pub use ops::{Kernel, OpCtx, OpError, OpRegistry};
 pub use pass::{
     level_pipeline, Pass, PassCtx, PassError, PassManager, PassOptions, PassReport, Pipeline,
-    PipelineReport,
+    PipelineReport, StopReason,
 };
 pub use security::{LoadPolicy, SecurityError};
 

@@ -1,5 +1,7 @@
 //! The `modc` command line: a thin layer over the library.
 
+mod cli_optimize;
+
 use clap::{Args, Parser, Subcommand};
 
 /// mimalloc keeps freed memory for reuse instead of returning large blocks to the
@@ -61,6 +63,10 @@ enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Optimize a model: run a pass pipeline (-O2 by default) and save the result.
+    Optimize(Box<cli_optimize::OptimizeArgs>),
+    /// List the passes and the pipelines of the levels.
+    ListPasses,
     /// Load a model (ONNX, or the text form if the name ends in .ir) and save it as
     /// ONNX (optionally moving weights to external data).
     Convert {
@@ -77,7 +83,7 @@ enum Command {
 
 /// Limits of the load policy (the defaults suit every real model).
 #[derive(Args)]
-struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     /// Most nodes in the model, subgraphs included.
     #[arg(long, value_name = "N")]
     max_nodes: Option<usize>,
@@ -109,7 +115,7 @@ impl PolicyArgs {
 }
 
 /// Writes to stdout; a closed pipe (`modc inspect m.onnx | head`) is not an error.
-fn emit(text: &str) -> Result<(), String> {
+pub(crate) fn emit(text: &str) -> Result<(), String> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
@@ -159,6 +165,8 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             run_model(&m, &inputs, output_dir.as_deref(), &dims, &opts)?;
         }
+        Command::Optimize(a) => cli_optimize::optimize(*a)?,
+        Command::ListPasses => emit(&cli_optimize::list_passes())?,
         Command::Convert {
             input,
             output,
@@ -196,7 +204,7 @@ fn run(cli: Cli) -> Result<(), String> {
 
 /// Loads an ONNX file, or a model in the text form when the name ends in `.ir`
 /// (constants then hold only the data their literals give).
-fn load_any(path: &std::path::Path, policy: &PolicyArgs) -> Result<modc::Model, String> {
+pub(crate) fn load_any(path: &std::path::Path, policy: &PolicyArgs) -> Result<modc::Model, String> {
     if path.extension().is_some_and(|e| e == "ir") {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         return modc::parse_model(&text).map_err(|e| format!("{}: {e}", path.display()));
@@ -207,6 +215,33 @@ fn load_any(path: &std::path::Path, policy: &PolicyArgs) -> Result<modc::Model, 
 fn split_pair<'a>(arg: &'a str, flag: &str) -> Result<(&'a str, &'a str), String> {
     arg.split_once('=')
         .ok_or_else(|| format!("{flag} expects NAME=VALUE, got '{arg}'"))
+}
+
+/// Reads `NAME=FILE` inputs for the model's graph inputs.
+pub(crate) fn read_inputs(
+    m: &modc::Model,
+    inputs: &[String],
+) -> Result<Vec<(String, modc::RtValue)>, String> {
+    let g = &m.graph;
+    let mut out = vec![];
+    for i in inputs {
+        let (name, file) = split_pair(i, "--input")?;
+        let id = g
+            .inputs
+            .iter()
+            .copied()
+            .find(|&v| g.value(v).name == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = g.inputs.iter().map(|&v| g.value(v).name.as_str()).collect();
+                format!(
+                    "the model has no input named '{name}' (inputs: {})",
+                    names.join(", ")
+                )
+            })?;
+        let v = modc::read_value_file(std::path::Path::new(file), g.value(id).ty.as_ref())?;
+        out.push((name.to_string(), v));
+    }
+    Ok(out)
 }
 
 struct RunOptions {

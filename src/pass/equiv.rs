@@ -3,7 +3,9 @@
 //!
 //! Inputs are seeded random data of each input's declared type; symbolic or
 //! unknown dimensions take the size given by name in `dims`, else 1 for the first
-//! dimension and 16 for the others. Inputs the caller gives are checked too.
+//! dimension and 16 for the others (64, then 224, when the original model fails
+//! on 16: images smaller than a network's total stride do). Inputs the caller
+//! gives are checked too.
 //!
 //! ```
 //! use modc::pass::equiv::{check_equivalent, EquivOptions};
@@ -62,6 +64,7 @@ pub fn random_feeds(
     m: &Model,
     seed: u64,
     dims: &HashMap<String, usize>,
+    default_size: usize,
 ) -> Result<Vec<(String, RtValue)>, String> {
     let g = &m.graph;
     let mut feeds = vec![];
@@ -70,7 +73,7 @@ pub fn random_feeds(
         if val.init.is_some() {
             continue;
         }
-        let ty = val.ty.as_ref().map(|t| concrete(t, dims));
+        let ty = val.ty.as_ref().map(|t| concrete(t, dims, default_size));
         let t = crate::interp::io::random_input(
             &val.name,
             ty.as_ref(),
@@ -82,7 +85,7 @@ pub fn random_feeds(
     Ok(feeds)
 }
 
-fn concrete(t: &Type, dims: &HashMap<String, usize>) -> Type {
+fn concrete(t: &Type, dims: &HashMap<String, usize>, default_size: usize) -> Type {
     match &t.kind {
         TypeKind::Tensor {
             elem,
@@ -93,9 +96,9 @@ fn concrete(t: &Type, dims: &HashMap<String, usize>) -> Type {
                 .iter()
                 .enumerate()
                 .map(|(i, d)| match &d.value {
-                    DimValue::Fixed(_) => d.clone(),
+                    DimValue::Fixed(n) if *n >= 0 => d.clone(),
                     DimValue::Param(p) if dims.contains_key(p) => Dim::fixed(dims[p] as i64),
-                    _ => Dim::fixed(if i == 0 { 1 } else { 16 }),
+                    _ => Dim::fixed(if i == 0 { 1 } else { default_size as i64 }),
                 })
                 .collect();
             Type::tensor(*elem, Shape::from_dims(d))
@@ -124,10 +127,20 @@ pub fn check_equivalent(
         .enumerate()
         .map(|(i, s)| (format!("given inputs #{}", i + 1), s.clone(), false))
         .collect();
+    // The first default size the original model runs on.
+    let mut size = 16;
+    if let Some(&seed) = opts.seeds.first() {
+        for s in [16, 64, 224] {
+            size = s;
+            if a.run(random_feeds(original, seed, &opts.dims, s)?).is_ok() {
+                break;
+            }
+        }
+    }
     for &seed in &opts.seeds {
         sets.push((
             format!("random inputs (seed {seed})"),
-            random_feeds(original, seed, &opts.dims)?,
+            random_feeds(original, seed, &opts.dims, size)?,
             true,
         ));
     }

@@ -176,6 +176,14 @@ pub fn pass_names() -> Vec<&'static str> {
         .collect()
 }
 
+/// Every pass name with its one-line description.
+pub fn pass_descriptions() -> Vec<(&'static str, &'static str)> {
+    crate::transform::registry()
+        .iter()
+        .map(|(n, d, _)| (*n, *d))
+        .collect()
+}
+
 /// The pass registered under `name`.
 pub fn pass_by_name(name: &str) -> Result<Box<dyn Pass>, PassError> {
     crate::transform::registry()

@@ -1,0 +1,276 @@
+//! `modc optimize`: load, run a pass pipeline, optionally verify against the
+//! original with the interpreter, check the file does not grow, and save
+//! atomically. Prints a table of op counts before and after, sizes and time.
+
+use crate::PolicyArgs;
+use clap::Args;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct OptimizeArgs {
+    /// The model to optimize (ONNX, or the text form if the name ends in .ir).
+    input: PathBuf,
+    /// Where to write the optimized model.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// The optimization level: 0, 1, 2 or 3 (see `--list-passes`).
+    #[arg(short = 'O', default_value = "2", value_parser = ["0", "1", "2", "3"])]
+    level: String,
+    /// A pipeline instead of the level: pass names separated by commas, a
+    /// parenthesized group runs to a fixpoint, O0..O3 name the levels.
+    #[arg(long, value_name = "LIST")]
+    passes: Option<String>,
+    /// Run the original and the optimized model through the interpreter on
+    /// seeded random inputs (and on the inputs given by --input) and fail,
+    /// writing nothing, if any output differs beyond rtol 1e-3, atol 1e-4.
+    #[arg(long)]
+    verify: bool,
+    /// An input for --verify as NAME=FILE (.npy or .pb); repeatable.
+    #[arg(long = "input", value_name = "NAME=FILE")]
+    inputs: Vec<String>,
+    /// The size of a symbolic dimension for --verify's random inputs, as NAME=N.
+    #[arg(long = "dim", value_name = "NAME=N")]
+    dims: Vec<String>,
+    /// Write the pipeline's report (per pass: time, nodes, rewrites) as JSON.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write the text form before and after every pass into DIR.
+    #[arg(long, value_name = "DIR")]
+    dump_dir: Option<PathBuf>,
+    /// Stop after N pass runs (to bisect a bad rewrite).
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
+    /// Verify the graph after every pass.
+    #[arg(long)]
+    verify_each: bool,
+    /// Fold constants whatever the size of the result (the size guard otherwise
+    /// keeps nodes whose folded result is much larger than their inputs).
+    #[arg(long)]
+    no_size_guard: bool,
+    /// Allow the file to grow by more than 1%.
+    #[arg(long)]
+    allow_growth: bool,
+    /// Initializers of at least this many bytes go to `<OUTPUT>.data` (the default
+    /// keeps the input's layout: external data stays external).
+    #[arg(long, value_name = "BYTES")]
+    external_data_threshold: Option<u64>,
+    /// Print only errors.
+    #[arg(short, long)]
+    quiet: bool,
+    #[command(flatten)]
+    policy: PolicyArgs,
+}
+
+pub fn list_passes() -> String {
+    let mut s = String::from("passes:\n");
+    for (name, about) in modc::pass::pass_descriptions() {
+        s.push_str(&format!("  {name:<14} {about}\n"));
+    }
+    s.push_str("levels:\n");
+    for l in ["O0", "O1", "O2", "O3"] {
+        s.push_str(&format!(
+            "  {l:<14} {}\n",
+            modc::level_pipeline(l).unwrap_or_default()
+        ));
+    }
+    s
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn encoded_size(m: &modc::Model) -> Result<u64, String> {
+    use prost::Message;
+    Ok(modc::to_proto(m).map_err(|e| e.to_string())?.encoded_len() as u64)
+}
+
+pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
+    if same_file(&a.input, &a.output) {
+        return Err(format!(
+            "{}: the output would overwrite the input; choose another -o",
+            a.output.display()
+        ));
+    }
+    let pipeline_text = match &a.passes {
+        Some(p) => p.clone(),
+        None => format!("O{}", a.level),
+    };
+    let pipeline = modc::Pipeline::parse(&pipeline_text).map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let model = crate::load_any(&a.input, &a.policy)?;
+    let had_external = {
+        let mut ext = false;
+        model.graph.for_each_tensor(&mut |t| ext |= t.is_external());
+        ext
+    };
+    let size_before = encoded_size(&model)?;
+    let mut hist_before = BTreeMap::new();
+    model.graph.op_histogram(&mut hist_before);
+    let counted_before = modc::pass::edit::counted_nodes(&model.graph);
+    let mut optimized = model.clone();
+
+    let bar = indicatif::ProgressBar::new_spinner();
+    if a.quiet {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut pm = modc::PassManager::new(pipeline);
+    pm.verify_each = a.verify_each;
+    pm.dump_dir = a.dump_dir.clone();
+    pm.stop_after = a.stop_after;
+    pm.options.size_guard = !a.no_size_guard;
+    {
+        let bar = bar.clone();
+        pm.on_progress(move |name, step| {
+            bar.set_message(format!("step {step}: {name}"));
+            bar.tick();
+        });
+    }
+    let report = pm.run(&mut optimized).map_err(|e| e.to_string())?;
+    bar.finish_and_clear();
+    modc::verify(&optimized.graph)
+        .map_err(|e| format!("the optimized graph is invalid (a bug in a pass): {e}"))?;
+
+    let mut verify_note = None;
+    if a.verify {
+        let mut opts = modc::pass::equiv::EquivOptions::default();
+        for d in &a.dims {
+            let (k, v) = d
+                .split_once('=')
+                .ok_or_else(|| format!("--dim expects NAME=N, got '{d}'"))?;
+            let n: usize = v
+                .parse()
+                .map_err(|_| format!("--dim {k}: '{v}' is not a size"))?;
+            opts.dims.insert(k.to_string(), n);
+        }
+        if !a.inputs.is_empty() {
+            opts.given.push(crate::read_inputs(&model, &a.inputs)?);
+        }
+        let r = modc::pass::equiv::check_equivalent(&model, &optimized, &opts)
+            .map_err(|e| format!("--verify failed, nothing written: {e}"))?;
+        verify_note = Some(r);
+    }
+
+    let size_after = encoded_size(&optimized)?;
+    if !a.allow_growth && size_after as f64 > size_before as f64 * 1.01 {
+        return Err(format!(
+            "the optimized model is {size_after} bytes, more than 1% over the original's {size_before}; nothing written (--allow-growth accepts it)"
+        ));
+    }
+    let opts = modc::SaveOptions {
+        external_data_threshold: a.external_data_threshold.or(if had_external {
+            Some(1024)
+        } else {
+            None
+        }),
+        ..Default::default()
+    };
+    let saved = modc::save(&optimized, &a.output, &opts).map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed();
+
+    let mut hist_after = BTreeMap::new();
+    optimized.graph.op_histogram(&mut hist_after);
+    let counted_after = modc::pass::edit::counted_nodes(&optimized.graph);
+    if let Some(path) = &a.report {
+        let json = serde_json::json!({
+            "input": a.input,
+            "output": a.output,
+            "pipeline": report.pipeline,
+            "nodes_before": counted_before,
+            "nodes_after": counted_after,
+            "all_nodes_before": report.nodes_before,
+            "all_nodes_after": report.nodes_after,
+            "size_before": size_before,
+            "size_after": saved.model_bytes + saved.external_bytes,
+            "time_ms": elapsed.as_secs_f64() * 1e3,
+            "stop": report.stop,
+            "unconverged_groups": report.unconverged_groups,
+            "ops_before": hist_before,
+            "ops_after": hist_after,
+            "verify": verify_note.as_ref().map(|r| serde_json::json!({
+                "runs": r.runs, "skipped_random": r.skipped_random, "max_abs_diff": r.max_abs_diff
+            })),
+            "passes": report.passes,
+        });
+        let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n";
+        write_atomic(path, text.as_bytes())?;
+    }
+    if a.quiet {
+        return Ok(());
+    }
+    let mut out = String::new();
+    let keys: std::collections::BTreeSet<&String> =
+        hist_before.keys().chain(hist_after.keys()).collect();
+    let w = keys.iter().map(|k| k.len()).max().unwrap_or(4).max(14);
+    out.push_str(&format!("{:<w$} {:>9} {:>9}\n", "op", "before", "after"));
+    for k in keys {
+        let (b, c) = (
+            hist_before.get(k).copied().unwrap_or(0),
+            hist_after.get(k).copied().unwrap_or(0),
+        );
+        let mark = if b != c { " *" } else { "" };
+        out.push_str(&format!("{k:<w$} {b:>9} {c:>9}{mark}\n"));
+    }
+    out.push_str(&format!(
+        "{:<w$} {:>9} {:>9}\n",
+        "nodes", report.nodes_before, report.nodes_after
+    ));
+    out.push_str(&format!(
+        "{:<w$} {:>9} {:>9}\n",
+        "counted nodes", counted_before, counted_after
+    ));
+    out.push_str(&format!(
+        "{:<w$} {:>9} {:>9}\n",
+        "size (bytes)",
+        size_before,
+        saved.model_bytes + saved.external_bytes
+    ));
+    if let Some(r) = &verify_note {
+        out.push_str(&format!(
+            "verified on {} input set(s){}: largest difference {:.3e}\n",
+            r.runs,
+            if r.skipped_random > 0 {
+                format!(
+                    " ({} random set(s) skipped: the original fails on them)",
+                    r.skipped_random
+                )
+            } else {
+                String::new()
+            },
+            r.max_abs_diff
+        ));
+    }
+    if report.stop == modc::StopReason::StepLimit {
+        out.push_str(&format!(
+            "stopped after {} pass runs (--stop-after)\n",
+            report.passes.len()
+        ));
+    }
+    out.push_str(&format!(
+        "wrote {} in {:.1} ms ({})\n",
+        a.output.display(),
+        elapsed.as_secs_f64() * 1e3,
+        report.pipeline
+    ));
+    crate::emit(&out)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", path.display()))?;
+    tmp.write_all(bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| format!("{}: {}", path.display(), e.error))?;
+    Ok(())
+}
