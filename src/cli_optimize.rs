@@ -56,6 +56,11 @@ pub struct OptimizeArgs {
     /// keeps the input's layout: external data stays external).
     #[arg(long, value_name = "BYTES")]
     external_data_threshold: Option<u64>,
+    /// Write the types shape inference found for intermediate values as
+    /// value_info (by default only the value_info the input had is kept, so
+    /// small models do not grow).
+    #[arg(long)]
+    keep_inferred_types: bool,
     /// Print only errors.
     #[arg(short, long)]
     quiet: bool,
@@ -156,6 +161,9 @@ pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
         verify_note = Some(r);
     }
 
+    if !a.keep_inferred_types {
+        drop_inferred_types(&mut optimized.graph);
+    }
     let size_after = encoded_size(&optimized)?;
     if !a.allow_growth && size_after as f64 > size_before as f64 * 1.01 {
         return Err(format!(
@@ -258,6 +266,32 @@ pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
         report.pipeline
     ));
     crate::emit(&out)
+}
+
+/// Forgets the types of intermediate values the input did not declare (passes
+/// infer them; saving them all as value_info grows small models by a quarter).
+fn drop_inferred_types(g: &mut modc::Graph) {
+    let keep: std::collections::HashSet<modc::ValueId> = g
+        .value_info
+        .iter()
+        .chain(&g.outputs)
+        .chain(&g.inputs)
+        .copied()
+        .collect();
+    let ids: Vec<modc::ValueId> = g.value_ids().collect();
+    for v in ids {
+        if matches!(g.value(v).def, modc::ValueDef::Node { .. }) && !keep.contains(&v) {
+            g.value_mut(v).ty = None;
+        }
+    }
+    let nodes: Vec<modc::NodeId> = g.node_ids().collect();
+    for n in nodes {
+        for a in &mut g.node_mut(n).attrs {
+            for sub in a.value.graphs_mut() {
+                drop_inferred_types(sub);
+            }
+        }
+    }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {

@@ -241,6 +241,77 @@ fn infer_by_running(
     )
 }
 
+/// Slice with constant starts, ends, axes and steps: sliced axes of fixed size get
+/// their length, the others keep their dimension (symbolic ones stay symbolic).
+fn slice_dims(
+    n: &Node,
+    ins: &[Option<Type>],
+    consts: &[Option<&TensorValue>],
+    opset: i64,
+) -> Option<(DType, Vec<Dim>)> {
+    let (e, d) = parts(ins.first()?)?;
+    let dims = d?;
+    let ci = |i: usize| {
+        consts
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|t| t.to_i64_vec())
+    };
+    let attr = |name: &str| {
+        n.attr(name)
+            .and_then(|a| a.value.as_ints())
+            .map(|v| v.to_vec())
+    };
+    let (starts, ends, axes, steps) = if opset < 10 {
+        (attr("starts")?, attr("ends")?, attr("axes"), None)
+    } else {
+        let present = |i: usize| n.inputs.get(i).copied().flatten().is_some();
+        let axes = if present(3) { Some(ci(3)?) } else { None };
+        let steps = if present(4) { Some(ci(4)?) } else { None };
+        (ci(1)?, ci(2)?, axes, steps)
+    };
+    let rank = dims.len() as i64;
+    let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; starts.len()]);
+    if axes.len() != starts.len() || ends.len() != starts.len() || steps.len() != starts.len() {
+        return None;
+    }
+    let mut out = dims.clone();
+    for k in 0..starts.len() {
+        let ax = if axes[k] < 0 { axes[k] + rank } else { axes[k] };
+        if !(0..rank).contains(&ax) || steps[k] == 0 {
+            return None;
+        }
+        let ax = ax as usize;
+        out[ax] = match dims[ax].as_fixed() {
+            Some(len) if len >= 0 => {
+                let (st, en, step) = (starts[k], ends[k], steps[k]);
+                let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
+                let norm = |v: i64| if v < 0 { v + len } else { v };
+                let count = if step > 0 {
+                    let (a, b) = (clamp(norm(st), 0, len), clamp(norm(en), 0, len));
+                    if b > a {
+                        (b - a + step - 1) / step
+                    } else {
+                        0
+                    }
+                } else {
+                    let (a, b) = (clamp(norm(st), -1, len - 1), clamp(norm(en), -1, len - 1));
+                    if a > b {
+                        (a - b + (-step) - 1) / (-step)
+                    } else {
+                        0
+                    }
+                };
+                Dim::fixed(count)
+            }
+            _ => Dim::unknown(),
+        };
+    }
+    Some((e, out))
+}
+
 /// How much a type says: a higher number is more precise.
 fn precision(t: &Type) -> usize {
     match &t.kind {
@@ -340,7 +411,7 @@ fn infer_node(
     n: &Node,
     ins: &[Option<Type>],
     consts: &[Option<&TensorValue>],
-    _opset: i64,
+    opset: i64,
 ) -> Vec<Option<Type>> {
     let first = || parts(ins.first().unwrap_or(&None));
     let same_as_first = || vec![ins.first().cloned().flatten()];
@@ -836,6 +907,10 @@ fn infer_node(
                 }
                 _ => vec![unranked(e)],
             }
+        }
+        "Slice" if slice_dims(n, ins, consts, opset).is_some() => {
+            let (e, dims) = slice_dims(n, ins, consts, opset).expect("checked");
+            vec![tensor(e, dims)]
         }
         "Slice" | "Pad" | "Tile" | "Resize" | "Upsample" | "Range" | "TopK" | "Split"
         | "OneHot" | "DepthToSpace" | "SpaceToDepth" | "ScatterND" | "ScatterElements"

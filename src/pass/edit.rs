@@ -351,3 +351,45 @@ pub fn replace_needs_identity(g: &Graph, old: ValueId, new: ValueId) -> bool {
             || g.outputs.contains(&new)
             || g.inputs.contains(&new))
 }
+
+/// IR versions before 4 list every initializer as a graph input too. Inside
+/// passes such inputs are constants (as every ONNX runtime treats them); this
+/// turns them into `Const` values. [`ir3_consts_to_inputs`] undoes it.
+pub fn ir3_inputs_to_consts(m: &mut crate::ir::model::Model) {
+    if m.ir_version.is_some_and(|v| v >= 4) {
+        return;
+    }
+    let g = &mut m.graph;
+    let inits: HashSet<ValueId> = g.initializers.iter().copied().collect();
+    let promoted: Vec<ValueId> = g
+        .inputs
+        .iter()
+        .copied()
+        .filter(|v| inits.contains(v))
+        .collect();
+    for v in &promoted {
+        g.value_mut(*v).def = ValueDef::Const;
+    }
+    g.inputs.retain(|v| !promoted.contains(v));
+}
+
+/// Lists every constant initializer of the main graph as a graph input again
+/// when the model's IR version is before 4 (see [`ir3_inputs_to_consts`]).
+pub fn ir3_consts_to_inputs(m: &mut crate::ir::model::Model) {
+    if m.ir_version.is_some_and(|v| v >= 4) {
+        return;
+    }
+    let g = &mut m.graph;
+    for v in g.initializers.clone() {
+        if g.value(v).def != ValueDef::Const {
+            continue;
+        }
+        if let Some(Initializer::Dense(t)) = &g.value(v).init {
+            let ty =
+                crate::ir::types::Type::tensor(t.dtype, crate::ir::types::Shape::fixed(&t.dims));
+            g.value_mut(v).ty = Some(ty);
+        }
+        g.value_mut(v).def = ValueDef::Input;
+        g.inputs.push(v);
+    }
+}

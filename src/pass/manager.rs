@@ -29,9 +29,9 @@ pub struct Pipeline {
 ///   If-folding to a fixpoint: the level meant for shipping.
 /// - `O3`: `O2` (fusion joins it later).
 pub fn level_pipeline(level: &str) -> Option<&'static str> {
-    const O2: &str = "infer,(fold,shape-fold,noop,merge-chains,cse,dce),\
-                      (conv-fold,pad-fold,gemm-fold,if-fold,fold,shape-fold,noop,merge-chains,cse,dce),\
-                      init-cleanup,infer";
+    const O2: &str = "infer,(fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
+                      (conv-fold,pad-fold,gemm-fold,if-fold,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
+                      infer";
     match level.trim_start_matches('-') {
         "O0" | "0" => Some(""),
         "O1" | "1" => Some("infer,(noop,dce),init-cleanup"),
@@ -226,7 +226,10 @@ impl<'a> PassManager<'a> {
         };
         let nodes_before = m.graph.node_count_recursive();
         let steps = self.pipeline.steps.clone();
-        self.run_steps(&steps, m, &mut st)?;
+        super::edit::ir3_inputs_to_consts(m);
+        let result = self.run_steps(&steps, m, &mut st);
+        super::edit::ir3_consts_to_inputs(m);
+        result?;
         Ok(PipelineReport {
             pipeline: self.pipeline.to_text(),
             passes: st.passes,

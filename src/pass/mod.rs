@@ -51,7 +51,7 @@ impl Default for PassOptions {
         PassOptions {
             size_guard: true,
             fold_growth: 1.5,
-            fold_small_bytes: 1024,
+            fold_small_bytes: 64,
         }
     }
 }

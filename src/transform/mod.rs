@@ -9,9 +9,12 @@ mod conv_fold;
 mod cse;
 mod dce;
 mod fold;
+mod gemm_fold;
 mod if_fold;
 mod infer;
+mod merge_chains;
 mod noop;
+mod pad_fold;
 mod shape_fold;
 
 use crate::pass::Pass;
@@ -29,10 +32,10 @@ pub fn registry() -> Vec<PassEntry> {
         ("init-cleanup", "unused and duplicate initializers", || Box::new(dce::InitCleanup)),
         ("cse", "common-subexpression elimination", || Box::new(cse::Cse)),
         ("noop", "removes no-ops: Identity, Dropout, same-type Cast, same-shape Reshape/Expand/Flatten, identity Transpose, zero Pad, full Slice, single Concat/Split, Squeeze/Unsqueeze pairs", || Box::new(noop::Noop)),
-        ("merge-chains", "merges consecutive Transposes, Reshapes, Squeezes/Unsqueezes and Slices", || Box::new(noop::MergeChains)),
+        ("merge-chains", "merges consecutive Transposes, Reshapes, Squeezes/Unsqueezes and Slices", || Box::new(merge_chains::MergeChains)),
         ("conv-fold", "folds BatchNormalization and constant Mul/Add into Conv and Gemm weights", || Box::new(conv_fold::ConvFold)),
-        ("pad-fold", "folds Pad into Conv and pooling", || Box::new(conv_fold::PadFold)),
-        ("gemm-fold", "MatMul + Add into Gemm where the ranks allow", || Box::new(conv_fold::GemmFold)),
+        ("pad-fold", "folds Pad into Conv and pooling", || Box::new(pad_fold::PadFold)),
+        ("gemm-fold", "MatMul + Add into Gemm where the ranks allow", || Box::new(gemm_fold::GemmFold)),
         ("if-fold", "replaces an If with a constant condition by its branch", || Box::new(if_fold::IfFold)),
     ]
 }
