@@ -1,6 +1,6 @@
 //! Pipelines and the pass manager.
 
-use super::{pass_by_name, PassCtx, PassError, PassOptions};
+use super::{pass_by_name, Pass, PassCtx, PassError, PassOptions};
 use crate::ir::model::Model;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -191,6 +191,7 @@ pub struct PassManager<'a> {
     /// Stop after this many pass runs (to bisect a bad rewrite).
     pub stop_after: Option<usize>,
     progress: Option<Progress<'a>>,
+    custom: Vec<Box<dyn Pass + 'a>>,
 }
 
 impl<'a> PassManager<'a> {
@@ -202,7 +203,15 @@ impl<'a> PassManager<'a> {
             dump_dir: None,
             stop_after: None,
             progress: None,
+            custom: vec![],
         }
+    }
+
+    /// Adds a pass of the caller's own, used by the pipeline under its name (it
+    /// takes precedence over a registered pass of the same name). Build the
+    /// pipeline with [`PassStep::Pass`] when the name is not registered.
+    pub fn add_pass(&mut self, pass: impl Pass + 'a) {
+        self.custom.push(Box::new(pass));
     }
 
     /// Called with the pass name and step number before every pass run.
@@ -283,7 +292,14 @@ impl<'a> PassManager<'a> {
             return Ok(false);
         }
         st.step += 1;
-        let pass = pass_by_name(name)?;
+        let registered;
+        let pass: &dyn Pass = match self.custom.iter().find(|p| p.name() == name) {
+            Some(p) => p.as_ref(),
+            None => {
+                registered = pass_by_name(name)?;
+                registered.as_ref()
+            }
+        };
         if let Some(p) = &mut self.progress {
             p(name, st.step);
         }
@@ -350,6 +366,104 @@ mod tests {
         let o1 = Pipeline::parse("O1").unwrap();
         assert_eq!(o1.to_text(), "infer,(noop,dce),init-cleanup");
         assert!(Pipeline::parse("O0").unwrap().steps.is_empty());
+    }
+
+    /// Adds a Neg after the graph's first input each time it runs, without
+    /// rewiring anything, the first `budget` times.
+    struct Grow(std::cell::Cell<usize>);
+    impl Pass for Grow {
+        fn name(&self) -> &'static str {
+            "grow"
+        }
+        fn run(&self, g: &mut crate::Graph, cx: &mut PassCtx) -> Result<bool, PassError> {
+            if self.0.get() == 0 {
+                return Ok(false);
+            }
+            self.0.set(self.0.get() - 1);
+            let x = g.inputs[0];
+            g.add_node(
+                "Neg",
+                "",
+                vec![Some(x)],
+                &[&format!("n{}", self.0.get())],
+                vec![],
+            );
+            cx.rewrites += 1;
+            Ok(true)
+        }
+    }
+
+    /// Points a node at a value nobody defines.
+    struct Break;
+    impl Pass for Break {
+        fn name(&self) -> &'static str {
+            "break"
+        }
+        fn run(&self, g: &mut crate::Graph, _: &mut PassCtx) -> Result<bool, PassError> {
+            let dangling = g.add_value(crate::Value::new(
+                "nowhere",
+                crate::ValueDef::Node {
+                    node: crate::NodeId(999),
+                    slot: 0,
+                },
+            ));
+            let n = g.node_ids().next().unwrap();
+            g.node_mut(n).inputs[0] = Some(dangling);
+            Ok(true)
+        }
+    }
+
+    fn relu() -> Model {
+        crate::parse_model(
+            "opset _=17\ngraph @g(%x: f32[4]) -> (%y) {\n  %y = Relu(%x)\n  return %y\n}\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fixpoint_groups_rerun_until_nothing_changes_and_stop_at_the_bound() {
+        let steps = |n: &str| Pipeline {
+            steps: vec![PassStep::Fixpoint(vec![
+                PassStep::Pass(n.into()),
+                PassStep::Pass("dce".into()),
+            ])],
+        };
+        let mut m = relu();
+        let mut pm = PassManager::new(steps("grow"));
+        pm.add_pass(Grow(std::cell::Cell::new(3)));
+        let r = pm.run(&mut m).unwrap();
+        // 3 changing rounds and a 4th that changes nothing.
+        assert_eq!(r.passes.iter().filter(|p| p.pass == "grow").count(), 4);
+        assert_eq!(r.unconverged_groups, 0);
+        assert_eq!(m.graph.node_count(), 1, "dce removed the dead Negs");
+        let mut pm = PassManager::new(steps("grow"));
+        pm.add_pass(Grow(std::cell::Cell::new(100)));
+        let r = pm.run(&mut relu()).unwrap();
+        assert_eq!(r.unconverged_groups, 1);
+        assert_eq!(
+            r.passes.iter().filter(|p| p.pass == "grow").count(),
+            Pipeline::MAX_ROUNDS
+        );
+    }
+
+    #[test]
+    fn verify_each_names_the_pass_that_broke_the_graph() {
+        let mut pm = PassManager::new(Pipeline {
+            steps: vec![PassStep::Pass("dce".into()), PassStep::Pass("break".into())],
+        });
+        pm.add_pass(Break);
+        pm.verify_each = true;
+        let e = pm.run(&mut relu()).unwrap_err().to_string();
+        assert!(e.starts_with("pass 'break' broke the graph"), "{e}");
+    }
+
+    #[test]
+    fn stop_after_counts_pass_runs() {
+        let mut pm = PassManager::new(Pipeline::parse("O2").unwrap());
+        pm.stop_after = Some(3);
+        let r = pm.run(&mut relu()).unwrap();
+        assert_eq!(r.passes.len(), 3);
+        assert_eq!(r.stop, StopReason::StepLimit);
     }
 
     #[test]
