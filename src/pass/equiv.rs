@@ -22,6 +22,9 @@ use crate::ir::model::Model;
 use crate::ir::types::{Dim, DimValue, Shape, Type, TypeKind};
 use std::collections::HashMap;
 
+/// One input set: (input name, value) pairs.
+pub type Feeds = Vec<(String, RtValue)>;
+
 /// How to check.
 #[derive(Clone, Debug)]
 pub struct EquivOptions {
@@ -121,7 +124,7 @@ pub fn check_equivalent(
         skipped_random: 0,
         max_abs_diff: 0.0,
     };
-    let mut sets: Vec<(String, Vec<(String, RtValue)>, bool)> = opts
+    let mut sets: Vec<(String, Feeds, bool)> = opts
         .given
         .iter()
         .enumerate()

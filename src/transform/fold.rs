@@ -297,7 +297,6 @@ fn fold_node(g: &mut Graph, n: NodeId, registry: &OpRegistry, cx: &PassCtx) -> b
         opset: cx.opset,
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| kernel(&ctx, &inputs)));
-    if node.op_type == "Expand" { eprintln!("DBG expand {:?} {:?}", result.as_ref().map(|r| r.as_ref().map(|v| v.len())), g.node(n).outputs.iter().map(|o| o.map(|o| g.value(o).ty.clone())).collect::<Vec<_>>()); }
     let Ok(Ok(results)) = result else {
         return false;
     };
@@ -381,25 +380,5 @@ mod tests {
             .run(&mut m)
             .unwrap();
         assert!(print_model(&m).contains("Reshape"));
-    }
-}
-#[cfg(test)]
-mod dbg_tests {
-    #[test]
-    fn dbg_fixture() {
-        let src = std::fs::read_to_string("tests/fixtures/passes/shape_fold_fixed.ir").unwrap();
-        let mut m = crate::parse_model(&src).unwrap();
-        let mut pm = crate::PassManager::new(
-            crate::Pipeline::parse("infer,(fold,shape-fold,dce),init-cleanup").unwrap(),
-        );
-        pm.verify_each = true;
-        let r = pm.run(&mut m).unwrap();
-        for p in &r.passes {
-            eprintln!(
-                "{} {} {} {}",
-                p.pass, p.nodes_before, p.nodes_after, p.rewrites
-            );
-        }
-        eprintln!("{}", crate::print_model(&m));
     }
 }
