@@ -114,7 +114,11 @@ pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
         model.graph.for_each_tensor(&mut |t| ext |= t.is_external());
         ext
     };
-    let size_before = encoded_size(&model)?;
+    // The input's size: the file itself when it holds everything.
+    let size_before = match std::fs::metadata(&a.input) {
+        Ok(md) if !had_external && a.input.extension().is_none_or(|e| e != "ir") => md.len(),
+        _ => encoded_size(&model)?,
+    };
     let mut hist_before = BTreeMap::new();
     model.graph.op_histogram(&mut hist_before);
     let counted_before = modc::pass::edit::counted_nodes(&model.graph);

@@ -56,13 +56,18 @@ impl Pass for ConvFold {
         let Ok(order) = g.topo_order() else {
             return Ok(false);
         };
-        let mut uses = Uses::of(g);
+        // Uses are recomputed only after a fold changed the graph.
+        let mut uses: Option<Uses> = None;
         let mut folded = 0;
         for n in order {
             // A producer may absorb a chain (BN, then Mul, then Add).
-            while g.contains_node(n) && fold_next(g, cx, &uses, n) {
+            while g.contains_node(n) {
+                let u = uses.get_or_insert_with(|| Uses::of(g));
+                if !fold_next(g, cx, u, n) {
+                    break;
+                }
                 folded += 1;
-                uses = Uses::of(g);
+                uses = None;
             }
         }
         if folded > 0 {
@@ -615,7 +620,7 @@ fn try_fold(g: &mut Graph, cx: &PassCtx, uses: &Uses, n: NodeId) -> Option<()> {
     if cx.options.size_guard && growth > cx.options.fold_small_bytes as i64 {
         return None;
     }
-    let mut names = NameGen::new(g);
+    let mut names: Option<NameGen> = None;
     for e in edits {
         let old = g.node(n).inputs.get(e.slot).copied().flatten();
         match old {
@@ -634,7 +639,10 @@ fn try_fold(g: &mut Graph, cx: &PassCtx, uses: &Uses, n: NodeId) -> Option<()> {
                         None => "bias".to_string(),
                     },
                 };
-                let v = add_const_value(g, &mut names, &base, &e.value);
+                if names.is_none() {
+                    names = Some(NameGen::new(g));
+                }
+                let v = add_const_value(g, names.as_mut().expect("set"), &base, &e.value);
                 let hn = g.node_mut(n);
                 while hn.inputs.len() <= e.slot {
                     hn.inputs.push(None);

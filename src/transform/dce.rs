@@ -69,8 +69,11 @@ impl Pass for InitCleanup {
     }
     fn run(&self, g: &mut Graph, cx: &mut PassCtx) -> Result<bool, PassError> {
         let mut changed = 0;
-        // Duplicates: same dtype, dims and bytes.
-        let mut seen: HashMap<(String, Vec<i64>, bytes::Bytes), ValueId> = HashMap::new();
+        // Duplicates: same dtype, dims and bytes. Tensors are grouped by a cheap
+        // key (type, dims, length and the bytes at both ends) and compared whole
+        // only within a group, so big weights are not hashed on every run.
+        type Key = (String, Vec<i64>, usize, Vec<u8>);
+        let mut seen: HashMap<Key, Vec<(ValueId, bytes::Bytes)>> = HashMap::new();
         let outputs: Vec<ValueId> = g.outputs.clone();
         for v in g.initializers.clone() {
             let val = g.value(v);
@@ -85,15 +88,19 @@ impl Pass for InitCleanup {
                 continue;
             }
             let Ok(bytes) = t.raw_bytes() else { continue };
-            let key = (format!("{:?}", t.dtype), t.dims.clone(), bytes);
-            match seen.get(&key) {
-                Some(&first) => {
+            let ends: Vec<u8> = if bytes.len() <= 64 {
+                bytes.to_vec()
+            } else {
+                [&bytes[..32], &bytes[bytes.len() - 32..]].concat()
+            };
+            let key = (format!("{:?}", t.dtype), t.dims.clone(), bytes.len(), ends);
+            let group = seen.entry(key).or_default();
+            match group.iter().find(|(_, b)| *b == bytes) {
+                Some(&(first, _)) => {
                     replace_value(g, v, first);
                     changed += 1;
                 }
-                None => {
-                    seen.insert(key, v);
-                }
+                None => group.push((v, bytes)),
             }
         }
         // Unused.

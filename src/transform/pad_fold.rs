@@ -27,7 +27,7 @@
 //! let mut m = modc::parse_model(text).unwrap();
 //! modc::PassManager::new(modc::Pipeline::parse("pad-fold,dce").unwrap()).run(&mut m).unwrap();
 //! assert_eq!(m.graph.node_count(), 1);
-//! assert!(modc::print_model(&m).contains("pads=[1,1,1,1]"));
+//! assert!(modc::print_model(&m).contains("pads=[1, 1, 1, 1]"));
 //! ```
 
 use super::conv_fold::{attr_float, attr_int, attr_ints, attr_str, set_attr, Uses};
@@ -49,11 +49,16 @@ impl Pass for PadFold {
             .map(|(id, _)| id)
             .collect();
         let mut folded = 0;
+        // Uses are recomputed only after a fold changed the graph.
+        let mut uses: Option<Uses> = None;
         for p in pads {
-            // Each fold only touches the Pad and its reader.
-            let uses = Uses::of(g);
-            if try_fold(g, cx, &uses, p).is_some() {
+            if !g.contains_node(p) {
+                continue;
+            }
+            let u = uses.get_or_insert_with(|| Uses::of(g));
+            if try_fold(g, cx, u, p).is_some() {
                 folded += 1;
+                uses = None;
             }
         }
         if folded > 0 {

@@ -13,8 +13,10 @@
 //! - the shape input of `Reshape(x, shape)` (`allowzero=0`) becomes a constant when
 //!   each element is a known number, or provably dimension `i` of `x` at the same
 //!   position `i` (written `0`, "copy"), with at most one other element written
-//!   `-1` (inferred from the rest); when both `x`'s shape and the Reshape's
-//!   inferred output shape are fully fixed, the output's dimensions are used;
+//!   `-1` (inferred from the rest; this assumes a symbolic dimension copied with
+//!   `0` is not 0 at run time, as ONNX Runtime's Reshape fusion does); when both
+//!   `x`'s shape and the Reshape's inferred output shape are fully fixed, and the
+//!   shape does not read graph inputs' data, the output's dimensions are used;
 //! - the shape input of `Expand(x, shape)` becomes a constant when each element is
 //!   a known number or provably the dimension of `x` it is aligned with (written
 //!   `1`, which broadcasting turns into that dimension).
@@ -23,9 +25,17 @@
 //! constant inputs from the first rule; `fold` finishes them, so
 //! `(fold,shape-fold,dce)` collapses whole Shape→Gather→…→Concat chains.
 //!
+//! The pass walks If/Loop/Scan bodies itself, innermost first, so that a value a
+//! body reads from an enclosing graph has its enclosing type there.
+//!
 //! Symbolic dimensions stay symbolic: a symbolic dimension is never replaced by a
 //! number. Two dimensions are provably equal when they are the same dimension of
 //! the same value, or carry the same symbolic name.
+//!
+//! Not done: arithmetic on symbolic dimensions (`Mul(batch, 3)` stays computed),
+//! Reshape with `allowzero=1` unless its shape is fully known, and any guessing of
+//! types: without `infer`'s shapes (or for values created after it ran) nothing
+//! is known.
 //!
 //! ```
 //! let text = "opset _=17\ngraph @g(%x: f32[batch,3,4]) -> (%y) {\n  %s = Shape(%x)\n  %i = const i64[] @i [0]\n  %b = Gather(%s, %i)\n  %u = const i64[1] @u [0]\n  %b1 = Unsqueeze(%b, %u)\n  %m = const i64[1] @m [-1]\n  %t = Concat(%b1, %m) {axis=0}\n  %y = Reshape(%x, %t)\n  return %y\n}\n";
@@ -350,7 +360,7 @@ impl State {
                 let elems = (start..end.max(start))
                     .map(|i| match &dims[i].value {
                         DimValue::Fixed(k) if *k >= 0 => Sym::Fixed(*k),
-                        DimValue::Param(p) => Sym::Dim {
+                        DimValue::Param(p) if !p.is_empty() => Sym::Dim {
                             src: x,
                             axis: i,
                             param: Some(p.clone()),
