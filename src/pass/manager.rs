@@ -29,9 +29,8 @@ pub struct Pipeline {
 ///   If-folding to a fixpoint: the level meant for shipping.
 /// - `O3`: `O2` (fusion joins it later).
 pub fn level_pipeline(level: &str) -> Option<&'static str> {
-    const O2: &str = "infer,(fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
-                      (conv-fold,pad-fold,gemm-fold,if-fold,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
-                      infer";
+    const O2: &str = "infer,(infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
+                      (conv-fold,pad-fold,gemm-fold,if-fold,infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce)";
     match level.trim_start_matches('-') {
         "O0" | "0" => Some(""),
         "O1" | "1" => Some("infer,(noop,dce),init-cleanup"),

@@ -78,6 +78,38 @@ impl Pass for ConvFold {
     }
 }
 
+/// The fold loop of `pad-fold` and `gemm-fold`: `try_fold` on every `op` node,
+/// with uses recomputed only after a fold changed the graph.
+pub(super) fn fold_each(
+    g: &mut Graph,
+    cx: &mut PassCtx,
+    op: &str,
+    try_fold: fn(&mut Graph, &PassCtx, &Uses, NodeId) -> Option<()>,
+) -> bool {
+    let nodes: Vec<NodeId> = g
+        .nodes()
+        .filter(|(_, n)| is_op(n, op))
+        .map(|(id, _)| id)
+        .collect();
+    let mut folded = 0;
+    let mut uses: Option<Uses> = None;
+    for n in nodes {
+        if !g.contains_node(n) {
+            continue;
+        }
+        let u = uses.get_or_insert_with(|| Uses::of(g));
+        if try_fold(g, cx, u, n).is_some() {
+            folded += 1;
+            uses = None;
+        }
+    }
+    if folded > 0 {
+        tidy_value_info(g);
+    }
+    cx.rewrites += folded;
+    folded > 0
+}
+
 /// Readers of every value, and use counts that include graph outputs and
 /// subgraph reads.
 pub(super) struct Uses {
@@ -490,10 +522,21 @@ fn in_place(g: &Graph, uses: &Uses, v: ValueId) -> bool {
 }
 
 fn const_bytes(g: &Graph, v: ValueId) -> i64 {
-    const_value(g, v).map_or(0, |t| t.byte_size() as i64)
+    match crate::pass::edit::const_tensor(g, v) {
+        Some(t) => t.byte_size() as i64,
+        None => const_value(g, v).map_or(0, |t| t.byte_size() as i64),
+    }
 }
 
 fn try_fold(g: &mut Graph, cx: &PassCtx, uses: &Uses, n: NodeId) -> Option<()> {
+    // Cheap checks first: the weights are decoded only for a foldable reader.
+    let (reader, _) = uses.sole_reader(g, g.node(n).outputs.first().copied().flatten()?)?;
+    if !["BatchNormalization", "Mul", "Add", "Sub", "Div"]
+        .iter()
+        .any(|op| is_op(g.node(reader), op))
+    {
+        return None;
+    }
     let host = host_of(g, n)?;
     if host.kind == Kind::Gemm && cx.opset < 7 {
         return None;

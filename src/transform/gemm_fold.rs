@@ -23,11 +23,11 @@
 //! assert!(modc::print_model(&m).contains("= Gemm(%x, "));
 //! ```
 
-use super::conv_fold::{dtype_of, is_float, rank_of, Uses};
+use super::conv_fold::{dtype_of, fold_each, is_float, rank_of, Uses};
 use crate::ir::dtype::DType;
 use crate::ir::graph::{Graph, NodeId, ValueId};
 use crate::ir::types::{Dim, DimValue};
-use crate::pass::edit::{const_value, is_op, replace_value, tidy_value_info};
+use crate::pass::edit::{const_value, is_op, replace_value};
 use crate::pass::{Pass, PassCtx, PassError};
 
 pub struct GemmFold;
@@ -40,29 +40,7 @@ impl Pass for GemmFold {
         if cx.opset < 7 {
             return Ok(false);
         }
-        let matmuls: Vec<NodeId> = g
-            .nodes()
-            .filter(|(_, n)| is_op(n, "MatMul"))
-            .map(|(id, _)| id)
-            .collect();
-        let mut folded = 0;
-        // Uses are recomputed only after a fold changed the graph.
-        let mut uses: Option<Uses> = None;
-        for n in matmuls {
-            if !g.contains_node(n) {
-                continue;
-            }
-            let u = uses.get_or_insert_with(|| Uses::of(g));
-            if try_fold(g, cx, u, n).is_some() {
-                folded += 1;
-                uses = None;
-            }
-        }
-        if folded > 0 {
-            tidy_value_info(g);
-        }
-        cx.rewrites += folded;
-        Ok(folded > 0)
+        Ok(fold_each(g, cx, "MatMul", try_fold))
     }
 }
 

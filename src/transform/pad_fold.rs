@@ -30,10 +30,10 @@
 //! assert!(modc::print_model(&m).contains("pads=[1, 1, 1, 1]"));
 //! ```
 
-use super::conv_fold::{attr_float, attr_int, attr_ints, attr_str, set_attr, Uses};
+use super::conv_fold::{attr_float, attr_int, attr_ints, attr_str, fold_each, set_attr, Uses};
 use crate::ir::attr::{Attr, AttrValue};
 use crate::ir::graph::{Graph, NodeId};
-use crate::pass::edit::{const_f64s, const_i64s, is_op, tidy_value_info};
+use crate::pass::edit::{const_f64s, const_i64s, is_op};
 use crate::pass::{Pass, PassCtx, PassError};
 
 pub struct PadFold;
@@ -43,29 +43,7 @@ impl Pass for PadFold {
         "pad-fold"
     }
     fn run(&self, g: &mut Graph, cx: &mut PassCtx) -> Result<bool, PassError> {
-        let pads: Vec<NodeId> = g
-            .nodes()
-            .filter(|(_, n)| is_op(n, "Pad"))
-            .map(|(id, _)| id)
-            .collect();
-        let mut folded = 0;
-        // Uses are recomputed only after a fold changed the graph.
-        let mut uses: Option<Uses> = None;
-        for p in pads {
-            if !g.contains_node(p) {
-                continue;
-            }
-            let u = uses.get_or_insert_with(|| Uses::of(g));
-            if try_fold(g, cx, u, p).is_some() {
-                folded += 1;
-                uses = None;
-            }
-        }
-        if folded > 0 {
-            tidy_value_info(g);
-        }
-        cx.rewrites += folded;
-        Ok(folded > 0)
+        Ok(fold_each(g, cx, "Pad", try_fold))
     }
 }
 
