@@ -215,7 +215,7 @@ pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
             "passes": report.passes,
         });
         let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())? + "\n";
-        write_atomic(path, text.as_bytes())?;
+        modc::write_atomic(path, text.as_bytes())?;
     }
     if a.quiet {
         return Ok(());
@@ -302,19 +302,4 @@ fn drop_inferred_types(g: &mut modc::Graph) {
             }
         }
     }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", path.display()))?;
-    tmp.write_all(bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| format!("{}: {}", path.display(), e.error))?;
-    Ok(())
 }

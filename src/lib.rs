@@ -36,7 +36,7 @@ mod security;
 mod transform;
 
 pub use inspect::{inspect, ModelSummary};
-pub use interp::io::{random_input, read_npy, read_value_file, write_npy};
+pub use interp::io::{random_input, read_npy, read_value_file, write_atomic, write_npy};
 pub use interp::value::{RtValue, TensorValue, ValueError};
 pub use interp::{InterpError, Interpreter, Trace};
 pub use ir::attr::{Attr, AttrValue};

@@ -268,24 +268,8 @@ fn run_model(
             .map_err(|_| format!("--dim {k}: '{v}' is not a size"))?;
         dim_sizes.insert(k.to_string(), n);
     }
-    let mut given = std::collections::HashMap::new();
-    for i in inputs {
-        let (name, file) = split_pair(i, "--input")?;
-        let id = g
-            .inputs
-            .iter()
-            .copied()
-            .find(|&v| g.value(v).name == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = g.inputs.iter().map(|&v| g.value(v).name.as_str()).collect();
-                format!(
-                    "the model has no input named '{name}' (inputs: {})",
-                    names.join(", ")
-                )
-            })?;
-        let v = modc::read_value_file(std::path::Path::new(file), g.value(id).ty.as_ref())?;
-        given.insert(name.to_string(), v);
-    }
+    let mut given: std::collections::HashMap<String, modc::RtValue> =
+        read_inputs(m, inputs)?.into_iter().collect();
     let mut feeds = Vec::new();
     for (k, &id) in g.inputs.iter().enumerate() {
         let val = g.value(id);

@@ -66,17 +66,36 @@ pub fn read_npy(path: &Path) -> Result<TensorValue, String> {
     }
 }
 
-/// Writes a tensor as `.npy` (through a temporary file renamed into place).
-pub fn write_npy(path: &Path, t: &TensorValue) -> Result<(), String> {
+/// Writes a file through a temporary file in the same folder renamed into
+/// place, so a failure never leaves a half-written file. `write` fills the file;
+/// its error is prefixed with the path.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> Result<(), String>,
+) -> Result<(), String> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     let mut tmp =
         tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let res = {
-        let w = std::io::BufWriter::new(tmp.as_file_mut());
-        match t {
+    write(tmp.as_file_mut()).map_err(|e| format!("{}: {e}", path.display()))?;
+    tmp.persist(path)
+        .map_err(|e| format!("{}: {}", path.display(), e.error))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically (see [`write_atomic_with`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    write_atomic_with(path, |f| f.write_all(bytes).map_err(|e| e.to_string()))
+}
+
+/// Writes a tensor as `.npy` (through a temporary file renamed into place).
+pub fn write_npy(path: &Path, t: &TensorValue) -> Result<(), String> {
+    write_atomic_with(path, |f| {
+        let w = std::io::BufWriter::new(f);
+        let res = match t {
             TensorValue::F32(a) => a.write_npy(w),
             TensorValue::F64(a) => a.write_npy(w),
             TensorValue::I8(a) => a.write_npy(w),
@@ -91,17 +110,11 @@ pub fn write_npy(path: &Path, t: &TensorValue) -> Result<(), String> {
             TensorValue::F16(a) => a.mapv(|v| v.to_f32()).write_npy(w),
             TensorValue::BF16(a) => a.mapv(|v| v.to_f32()).write_npy(w),
             TensorValue::Str(_) => {
-                return Err(format!(
-                    "{}: string tensors cannot be written as .npy",
-                    path.display()
-                ))
+                return Err("string tensors cannot be written as .npy".to_string())
             }
-        }
-    };
-    res.map_err(|e| format!("{}: {e}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| format!("{}: {}", path.display(), e.error))?;
-    Ok(())
+        };
+        res.map_err(|e| e.to_string())
+    })
 }
 
 /// Seeded random data for an input of the declared type: floats uniform in

@@ -48,10 +48,7 @@ pub struct InferReport {
 /// Infers the types of every node output in the model (subgraphs included).
 pub fn infer_shapes(m: &mut Model) -> InferReport {
     let opset = m.opset_version("").unwrap_or(1);
-    let mut report = InferReport::default();
-    let registry = crate::ops::OpRegistry::standard();
-    infer_graph(&mut m.graph, opset, &registry, &mut report);
-    report
+    infer_graph_shapes(&mut m.graph, opset)
 }
 
 /// Infers the types of every node output of one graph and its subgraphs.

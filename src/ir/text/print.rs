@@ -11,20 +11,7 @@ use std::fmt::Write;
 
 /// Prints a whole model: opsets, the main graph, then functions.
 pub fn print_model(m: &Model) -> String {
-    let mut p = Printer::new();
-    p.reserve_graph(&m.graph);
-    for f in &m.functions {
-        p.reserve_graph(&f.body);
-    }
-    if !m.opset_imports.is_empty() {
-        let _ = writeln!(p.out, "opset {}", opsets_text(&m.opset_imports));
-    }
-    p.graph(&m.graph, 0);
-    p.out.push('\n');
-    for f in &m.functions {
-        p.function(f);
-    }
-    p.out
+    print_model_with_data(m, 0)
 }
 
 /// Prints a whole model, with the data of constants of at most `limit` elements
