@@ -34,6 +34,9 @@ and checks:
      the original on the same inputs, within rtol 1e-3, atol 1e-4; for `light`
      models OUT's output is also compared with the shipped expected output.
 
+--level O3 runs the same checks at -O3 (scripts/fusion_check.py does, on
+the real models, and compares nodes and time with -O2).
+
 One line per model: nodes before -> after, size before -> after, the largest
 absolute output difference. The last line is exactly `N passed, M failed`;
 the exit code is 1 when any failed. Needs onnx, onnxruntime, numpy and Pillow.
@@ -86,13 +89,12 @@ def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
             yield from attr.graphs
 
 
-def count_nodes(model: onnx.ModelProto | onnx.GraphProto) -> int:
-    """Counts the nodes of the main graph and, recursively, of every subgraph.
+def counted_ops(model: onnx.ModelProto | onnx.GraphProto) -> list[tuple[str, str]]:
+    """(domain, op_type) of every node `count_nodes` counts, main graph first.
 
-    Not counted: `Constant` nodes, and `ConstantOfShape` nodes whose shape
-    input is an initializer or the output of a `Constant` node of the same
-    graph (the weights of the `light` models are made that way). Nodes inside
-    model-local functions are not expanded: a call counts as one node.
+    Subgraph nodes follow the node that holds them. The domain is "" for the
+    default domain (also when spelled "ai.onnx"); a call of a model-local
+    function (a fused kernel of modc's `ai.modc` domain) is one entry.
     """
     graph = model.graph if isinstance(model, onnx.ModelProto) else model
     constants = {t.name for t in graph.initializer}
@@ -100,7 +102,7 @@ def count_nodes(model: onnx.ModelProto | onnx.GraphProto) -> int:
     for node in graph.node:
         if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
             constants.update(node.output)
-    count = 0
+    ops = []
     for node in graph.node:
         plain = node.domain in ("", "ai.onnx")
         if plain and node.op_type == "Constant":
@@ -108,10 +110,22 @@ def count_nodes(model: onnx.ModelProto | onnx.GraphProto) -> int:
         elif plain and node.op_type == "ConstantOfShape" and node.input and node.input[0] in constants:
             pass
         else:
-            count += 1
+            ops.append(("" if plain else node.domain, node.op_type))
         for g in subgraphs(node):
-            count += count_nodes(g)
-    return count
+            ops.extend(counted_ops(g))
+    return ops
+
+
+def count_nodes(model: onnx.ModelProto | onnx.GraphProto) -> int:
+    """Counts the nodes of the main graph and, recursively, of every subgraph.
+
+    Not counted: `Constant` nodes, and `ConstantOfShape` nodes whose shape
+    input is an initializer or the output of a `Constant` node of the same
+    graph (the weights of the `light` models are made that way). Nodes inside
+    model-local functions are not expanded: a call counts as one node. This is
+    modc's own rule (`counted nodes` in its report, `edit::counted_nodes`).
+    """
+    return len(counted_ops(model))
 
 
 # ---------------------------------------------------------------------------
@@ -288,7 +302,14 @@ def run_modc(modc: str, model: Path, out: Path, level: str, extra: list[str],
 # The check
 # ---------------------------------------------------------------------------
 
-def check_one(args, label: str, path: Path, kind: str, tmp: Path) -> tuple[bool, str]:
+def check_one(args, label: str, path: Path, kind: str, tmp: Path) -> tuple[bool, str, dict]:
+    """Optimizes one model at `args.level` with --verify and runs the checks above.
+
+    `args` needs modc, level, timeout and keep (as main's parser gives them).
+    Returns (passed, the summary line's text, stats): stats holds
+    nodes_before, and once modc succeeded nodes_after, optimize_ms (the pass
+    pipeline's time from the report), time_ms and wall_s.
+    """
     model = onnx.load(str(path))
     sess = real_models.ort_session(path)
     feeds = inputs_for(path, kind, model, sess)
@@ -297,6 +318,7 @@ def check_one(args, label: str, path: Path, kind: str, tmp: Path) -> tuple[bool,
     nodes_before = count_nodes(model)
     size_before = model_size(path, model)
     sha_before = fetch_testdata.sha256_of(path)
+    stats: dict = {"nodes_before": nodes_before}
 
     outdir = tmp / "out"
     outdir.mkdir()
@@ -309,9 +331,13 @@ def check_one(args, label: str, path: Path, kind: str, tmp: Path) -> tuple[bool,
     if err is not None:
         if out.exists():
             problems.append("modc failed but wrote the output")
-        return False, "; ".join([err] + problems)
+        return False, "; ".join([err] + problems), stats
     if not out.exists():
-        return False, "; ".join(["modc exited 0 but wrote no output"] + problems)
+        return False, "; ".join(["modc exited 0 but wrote no output"] + problems), stats
+    stats["wall_s"] = wall
+    for key in ("optimize_ms", "time_ms"):
+        if isinstance(report, dict) and isinstance(report.get(key), (int, float)):
+            stats[key] = float(report[key])
 
     missing = [k for k, t in REPORT_KEYS.items()
                if not isinstance(report, dict) or not isinstance(report.get(k), t)
@@ -326,6 +352,7 @@ def check_one(args, label: str, path: Path, kind: str, tmp: Path) -> tuple[bool,
 
     opt = onnx.load(str(out))
     nodes_after = count_nodes(opt)
+    stats["nodes_after"] = nodes_after
     size_after = model_size(out, onnx.load(str(out), load_external_data=False))
     del opt
     if nodes_after > nodes_before:
@@ -365,15 +392,16 @@ def check_one(args, label: str, path: Path, kind: str, tmp: Path) -> tuple[bool,
     summary = (f"nodes {nodes_before} -> {nodes_after}, size {human_size(size_before)} -> "
                f"{human_size(size_after)}, max abs diff {worst:.3e}, modc {wall:.2f} s")
     if problems:
-        return False, f"{summary}: " + "; ".join(problems)
-    return True, summary
+        return False, f"{summary}: " + "; ".join(problems), stats
+    return True, summary, stats
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modc", required=True, help="path of the modc binary")
-    ap.add_argument("--level", default="O2", help="optimization level: O2 (passed as -O2)")
+    ap.add_argument("--level", default="O2",
+                    help="optimization level: O2 (passed as -O2), O3, ...")
     ap.add_argument("--only", action="append", default=[],
                     help="only models whose path contains SUBSTR (repeatable)")
     ap.add_argument("--cache", type=Path, default=None,
@@ -395,7 +423,7 @@ def main() -> int:
     for label, path, kind in models:
         with tempfile.TemporaryDirectory(prefix="modc-optcheck-") as tmp:
             try:
-                ok, text = check_one(args, label, path, kind, Path(tmp))
+                ok, text, _ = check_one(args, label, path, kind, Path(tmp))
             except (Exception, SystemExit) as e:  # real_models exits on unknown models
                 ok, text = False, f"{type(e).__name__}: {one_line(str(e))}"
         if ok:

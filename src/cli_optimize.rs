@@ -61,6 +61,11 @@ pub struct OptimizeArgs {
     /// small models do not grow).
     #[arg(long)]
     keep_inferred_types: bool,
+    /// Upgrade the model's default-domain opset to N before the passes run,
+    /// converting the ops that changed (an op that cannot be converted is an
+    /// error naming it).
+    #[arg(long, value_name = "N")]
+    opset: Option<i64>,
     /// Print only errors.
     #[arg(short, long)]
     quiet: bool,
@@ -124,6 +129,10 @@ pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
     let counted_before = modc::pass::edit::counted_nodes(&model.graph);
     let load_time = start.elapsed();
     let mut optimized = model.clone();
+    let upgrade = match a.opset {
+        Some(n) => Some(modc::upgrade_opset(&mut optimized, n).map_err(|e| e.to_string())?),
+        None => None,
+    };
 
     let bar = indicatif::ProgressBar::new_spinner();
     if a.quiet {
@@ -207,6 +216,9 @@ pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
             "optimize_ms": optimize_time.as_secs_f64() * 1e3,
             "stop": report.stop,
             "unconverged_groups": report.unconverged_groups,
+            "opset_upgrade": upgrade.as_ref().map(|u| serde_json::json!({
+                "from": u.from, "to": u.to, "converted": u.converted
+            })),
             "ops_before": hist_before,
             "ops_after": hist_after,
             "verify": verify_note.as_ref().map(|r| serde_json::json!({
@@ -247,6 +259,9 @@ pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
         size_before,
         saved.model_bytes + saved.external_bytes
     ));
+    if let Some(u) = &upgrade {
+        out.push_str(&format!("{u}\n"));
+    }
     if let Some(r) = &verify_note {
         out.push_str(&format!(
             "verified on {} input set(s){}: largest difference {:.3e}\n",
@@ -261,6 +276,11 @@ pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
             },
             r.max_abs_diff
         ));
+    }
+    for p in &report.passes {
+        for d in &p.details {
+            out.push_str(&format!("{d}\n"));
+        }
     }
     if report.stop == modc::StopReason::StepLimit {
         out.push_str(&format!(

@@ -1,5 +1,5 @@
-//! Control flow (If, Loop, Scan) and calls of model-local functions: the nodes that
-//! run graphs of their own.
+//! Control flow (If, Loop, Scan), fused nodes and calls of model-local functions:
+//! the nodes that run graphs of their own.
 
 use super::value::{RtValue, TensorValue};
 use super::{node_err, Frame, InterpError, Interpreter};
@@ -26,6 +26,23 @@ pub(super) fn run(
             _ => Err(err(format!("attribute '{name}' (a graph) is missing"))),
         }
     };
+    if crate::fused::is_fused(node) {
+        // A function call: the body sees its inputs and nothing of this graph.
+        let body = crate::fused::fused_body(node)
+            .ok_or_else(|| err("the fused node has no graph attribute 'body'".into()))?;
+        if args.len() != body.inputs.len() {
+            return Err(err(format!(
+                "the node has {} inputs, its body {}",
+                args.len(),
+                body.inputs.len()
+            )));
+        }
+        let root = Frame {
+            values: Default::default(),
+            parent: None,
+        };
+        return interp.run_graph(body, opsets, &root, args);
+    }
     match node.op_type.as_str() {
         "If" => {
             let cond = match args.first() {

@@ -4,7 +4,8 @@
 //! against it. Nodes run in topological order; each value is freed after its last
 //! use (uses by subgraphs included). If, Loop and Scan run their subgraphs with the
 //! enclosing values visible by name; calls to model-local functions run the
-//! function body with the call's attributes bound.
+//! function body with the call's attributes bound; a fused node runs its body like
+//! a function call (it sees only its inputs).
 //!
 //! ```
 //! use modc::{Interpreter, RtValue, TensorValue};
@@ -485,7 +486,10 @@ impl<'m> Interpreter<'m> {
             .map(|o| o.version)
             .unwrap_or(1);
         let has_subgraph = node.attrs.iter().any(|a| !a.value.graphs().is_empty());
-        if has_subgraph || matches!(node.op_type.as_str(), "If" | "Loop" | "Scan") {
+        if has_subgraph
+            || matches!(node.op_type.as_str(), "If" | "Loop" | "Scan")
+            || crate::fused::is_fused(node)
+        {
             // The values the subgraphs read from this graph, by name.
             let mut owned: Vec<(&str, RtValue)> = Vec::new();
             for &v in plan.captured.get(&n).map(|v| v.as_slice()).unwrap_or(&[]) {

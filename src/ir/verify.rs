@@ -3,7 +3,9 @@
 //! Checks that each node input refers to a value that is defined (a graph input, a
 //! constant, an outer value, or the output of a live node), that each value
 //! defined by a node is listed at that node's output slot, that graph outputs are
-//! defined, that the graph has no cycle, and the same for every subgraph.
+//! defined, that the graph has no cycle, and the same for every subgraph. A fused
+//! node must have a body with as many inputs and outputs as the node, reading no
+//! name of an enclosing graph.
 //!
 //! ```
 //! let m = modc::parse_model("graph @g(%x: f32[2]) -> (%y) {\n  %y = Relu(%x)\n  return %y\n}\n").unwrap();
@@ -62,6 +64,9 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
                     )));
                 }
             }
+        }
+        if crate::fused::is_fused(n) {
+            crate::fused::check_fused(n).map_err(|m| err(format!("{}: {m}", who())))?;
         }
         for a in &n.attrs {
             for sub in a.value.graphs() {

@@ -11,9 +11,16 @@
 //! pass protobuf's 2 GiB limit: then modc switches to external data with a 1 KiB
 //! threshold (as onnx's own `convert_model_to_external_data` does) and says so in the
 //! [`SaveReport`].
+//!
+//! Fused nodes (see [`crate::fused`]) are written as calls of model-local
+//! functions `ai.modc::fused_<k>`, one function per distinct body (bodies are
+//! compared by their encoded function, with values renamed in order), and the
+//! model imports `ai.modc` version 1; other runtimes then run the body as an
+//! ordinary function. The model itself is not changed.
 
 use super::proto;
 use super::OnnxError;
+use crate::fused::{fused_body, is_fused, FUSED_DOMAIN, FUSED_OPSET};
 use crate::ir::attr::{Attr, AttrValue};
 use crate::ir::graph::{Graph, Initializer, ValueDef, ValueId};
 use crate::ir::model::{Function, Model, OpsetImport};
@@ -69,11 +76,34 @@ impl ExternalSink {
 
 struct Exporter {
     sink: Option<ExternalSink>,
+    fused: FusedFunctions,
+}
+
+/// The model-local functions fused nodes become, collected while the graphs are
+/// written: one per distinct body.
+#[derive(Default)]
+struct FusedFunctions {
+    /// Opset imports of each function: the model's.
+    opsets: Vec<OpsetImport>,
+    /// Function names the model already has in the fused domain.
+    taken: std::collections::HashSet<String>,
+    /// Encoded function (without its name) → its name.
+    by_body: std::collections::HashMap<Vec<u8>, String>,
+    functions: Vec<proto::FunctionProto>,
+}
+
+impl Exporter {
+    fn new(sink: Option<ExternalSink>) -> Exporter {
+        Exporter {
+            sink,
+            fused: FusedFunctions::default(),
+        }
+    }
 }
 
 /// Converts a model to its protobuf form, with every tensor inline.
 pub fn to_proto(model: &Model) -> Result<proto::ModelProto, OnnxError> {
-    Exporter { sink: None }.model(model)
+    Exporter::new(None).model(model)
 }
 
 /// Saves `model` to `path` atomically.
@@ -98,14 +128,12 @@ pub fn save(
     let mut switched = false;
     let mut threshold = opts.external_data_threshold;
     let (proto, sink) = loop {
-        let mut ex = Exporter {
-            sink: threshold.map(|t| ExternalSink {
-                threshold: t,
-                location: location.clone(),
-                chunks: vec![],
-                size: 0,
-            }),
-        };
+        let mut ex = Exporter::new(threshold.map(|t| ExternalSink {
+            threshold: t,
+            location: location.clone(),
+            chunks: vec![],
+            size: 0,
+        }));
         let proto = ex.model(model).map_err(|e| with_path(e, path))?;
         let len = proto.encoded_len() as u64;
         if len > limit {
@@ -263,24 +291,97 @@ fn invalid(message: String) -> OnnxError {
 
 impl Exporter {
     fn model(&mut self, m: &Model) -> Result<proto::ModelProto, OnnxError> {
+        self.fused.opsets = m
+            .opset_imports
+            .iter()
+            .filter(|o| o.domain != FUSED_DOMAIN)
+            .cloned()
+            .collect();
+        self.fused.opsets.push(OpsetImport {
+            domain: FUSED_DOMAIN.into(),
+            version: FUSED_OPSET,
+        });
+        self.fused.taken = m
+            .functions
+            .iter()
+            .filter(|f| f.domain == FUSED_DOMAIN)
+            .map(|f| f.name.clone())
+            .collect();
+        let graph = self.graph(&m.graph)?;
+        let mut functions: Vec<proto::FunctionProto> = m
+            .functions
+            .iter()
+            .map(|f| self.function(f))
+            .collect::<Result<_, _>>()?;
+        let mut opset_import = opsets(&m.opset_imports);
+        if !self.fused.functions.is_empty() {
+            functions.append(&mut self.fused.functions);
+            if !m.opset_imports.iter().any(|o| o.domain == FUSED_DOMAIN) {
+                opset_import.push(proto::OperatorSetIdProto {
+                    domain: Some(FUSED_DOMAIN.into()),
+                    version: Some(FUSED_OPSET),
+                });
+            }
+        }
         Ok(proto::ModelProto {
             ir_version: m.ir_version,
-            opset_import: opsets(&m.opset_imports),
+            opset_import,
             producer_name: m.producer_name.clone(),
             producer_version: m.producer_version.clone(),
             domain: m.domain.clone(),
             model_version: m.model_version,
             doc_string: m.doc_string.clone(),
-            graph: Some(self.graph(&m.graph)?),
+            graph: Some(graph),
             metadata_props: props(&m.metadata_props),
             training_info: m.training_info.clone(),
-            functions: m
-                .functions
-                .iter()
-                .map(|f| self.function(f))
-                .collect::<Result<_, _>>()?,
+            functions,
             configuration: m.configuration.clone(),
         })
+    }
+
+    /// The name of the model-local function holding `body` (written once per
+    /// distinct body).
+    fn fused_function(&mut self, body: &Graph) -> Result<String, OnnxError> {
+        let canon = fused_function_body(body);
+        let g = self.graph(&canon)?;
+        let names = |vs: &[ValueId]| -> Vec<String> {
+            vs.iter().map(|&v| canon.value(v).name.clone()).collect()
+        };
+        let mut value_info: Vec<proto::ValueInfoProto> = canon
+            .inputs
+            .iter()
+            .chain(&canon.outputs)
+            .filter(|&&v| canon.value(v).ty.is_some())
+            .map(|&v| self.value_info(&canon, v))
+            .collect();
+        value_info.extend(g.value_info);
+        let mut f = proto::FunctionProto {
+            name: None,
+            input: names(&canon.inputs),
+            output: names(&canon.outputs),
+            node: g.node,
+            opset_import: opsets(&self.fused.opsets),
+            domain: Some(FUSED_DOMAIN.into()),
+            value_info,
+            ..Default::default()
+        };
+        let key = f.encode_to_vec();
+        if let Some(name) = self.fused.by_body.get(&key) {
+            return Ok(name.clone());
+        }
+        let mut k = self.fused.by_body.len();
+        let name = loop {
+            let name = format!("fused_{k}");
+            if !self.fused.taken.contains(&name) {
+                break name;
+            }
+            k += 1;
+        };
+        self.fused.taken.insert(name.clone());
+        self.fused.by_body.insert(key, name.clone());
+        f.name = Some(name.clone());
+        self.fused.functions.push(f);
+        Ok(name)
     }
 
     fn function(&mut self, f: &Function) -> Result<proto::FunctionProto, OnnxError> {
@@ -348,6 +449,28 @@ impl Exporter {
         let name_of = |v: &Option<ValueId>| v.map(|v| g.value(v).name.clone()).unwrap_or_default();
         for id in order {
             let n = g.node(id);
+            if is_fused(n) {
+                let body = fused_body(n).ok_or_else(|| {
+                    invalid(format!(
+                        "graph '{}': a fused node ('{}') has no graph attribute 'body'",
+                        g.name,
+                        n.name.clone().unwrap_or_default()
+                    ))
+                })?;
+                let function = self.fused_function(body)?;
+                nodes.push(proto::NodeProto {
+                    input: n.inputs.iter().map(name_of).collect(),
+                    output: n.outputs.iter().map(name_of).collect(),
+                    name: n.name.clone(),
+                    op_type: Some(function),
+                    domain: Some(FUSED_DOMAIN.into()),
+                    doc_string: n.doc_string.clone(),
+                    metadata_props: props(&n.metadata_props),
+                    device_configurations: n.device_configurations.clone(),
+                    ..Default::default()
+                });
+                continue;
+            }
             nodes.push(proto::NodeProto {
                 input: n.inputs.iter().map(name_of).collect(),
                 output: n.outputs.iter().map(name_of).collect(),
@@ -534,6 +657,85 @@ impl Exporter {
         }
         Ok(p)
     }
+}
+
+/// A fused body in the form of a function body: initializers become Constant
+/// nodes (functions have none), outputs that no node produces (an input, or a value
+/// listed twice) get an Identity, node names go, and values are renamed `x0..`
+/// (inputs), `y0..` (outputs) and `t0..` (the rest) so that equal bodies encode
+/// equally. A body with subgraphs keeps its names, since the subgraphs read them.
+fn fused_function_body(body: &Graph) -> Graph {
+    let mut g = body.clone();
+    let has_subgraphs = g
+        .nodes()
+        .any(|(_, n)| n.attrs.iter().any(|a| !a.value.graphs().is_empty()));
+    for v in std::mem::take(&mut g.initializers) {
+        let Some(init) = g.value_mut(v).init.take() else {
+            continue;
+        };
+        if g.value(v).def != ValueDef::Const {
+            continue; // An input's default: a function input has none.
+        }
+        let name = g.value(v).name.clone();
+        let attr = match init {
+            Initializer::Dense(mut t) => {
+                t.name = name;
+                Attr::new("value", AttrValue::Tensor(t))
+            }
+            Initializer::Sparse(mut s) => {
+                s.values.name = name;
+                Attr::new("sparse_value", AttrValue::SparseTensor(s))
+            }
+        };
+        g.push_node(crate::ir::graph::Node {
+            outputs: vec![Some(v)],
+            ..crate::ir::graph::Node::new("Constant", "", vec![attr])
+        });
+    }
+    let mut names = crate::pass::edit::NameGen::new(&g);
+    let mut seen = std::collections::HashSet::new();
+    for k in 0..g.outputs.len() {
+        let v = g.outputs[k];
+        let produced = matches!(g.value(v).def, ValueDef::Node { .. });
+        if produced && seen.insert(v) {
+            continue;
+        }
+        let name = names.fresh(&format!("{}_out", g.value(v).name));
+        let (_, outs) = g.add_node("Identity", "", vec![Some(v)], &[name.as_str()], vec![]);
+        g.value_mut(outs[0]).ty = g.value(v).ty.clone();
+        g.outputs[k] = outs[0];
+    }
+    let ids: Vec<_> = g.node_ids().collect();
+    for id in ids {
+        g.node_mut(id).name = None;
+    }
+    if has_subgraphs {
+        return g;
+    }
+    let order = g.topo_order().unwrap_or_else(|_| g.node_ids().collect());
+    let mut rename: Vec<(ValueId, String)> = Vec::new();
+    for (k, &v) in g.inputs.iter().enumerate() {
+        rename.push((v, format!("x{k}")));
+    }
+    for (k, &v) in g.outputs.iter().enumerate() {
+        rename.push((v, format!("y{k}")));
+    }
+    let fixed: std::collections::HashSet<ValueId> =
+        g.inputs.iter().chain(&g.outputs).copied().collect();
+    let mut k = 0;
+    for n in order {
+        for v in g.node(n).outputs.iter().flatten() {
+            if !fixed.contains(v) {
+                rename.push((*v, format!("t{k}")));
+                k += 1;
+            }
+        }
+    }
+    for (v, name) in rename {
+        g.value_mut(v).name = name;
+    }
+    g.name = "fused".into();
+    g
 }
 
 fn shape_to_proto(s: &Shape) -> proto::TensorShapeProto {

@@ -4,13 +4,16 @@
 //! payloads (`raw_data`) stay slices of the mapping: loading never copies weights.
 //! External data is checked by the [`LoadPolicy`] and mapped lazily. Names are
 //! resolved with ONNX's scoping: a subgraph may read names of enclosing graphs (they
-//! become `Outer` values); nodes may appear in any order in the file.
+//! become `Outer` values); nodes may appear in any order in the file. Calls of
+//! the model-local functions modc writes for fused nodes (`ai.modc::fused_<k>`)
+//! become fused nodes again.
 
 use super::proto;
 use super::OnnxError;
+use crate::fused::{is_fused, FUSED_BODY, FUSED_DOMAIN, FUSED_OP, FUSED_OPSET};
 use crate::ir::attr::{Attr, AttrValue};
 use crate::ir::dtype::DType;
-use crate::ir::graph::{Graph, Initializer, Node, Value, ValueDef, ValueId};
+use crate::ir::graph::{Graph, Initializer, Node, NodeId, Value, ValueDef, ValueId};
 use crate::ir::model::{Function, Model, OpsetImport};
 use crate::ir::tensor::{ExternalData, FieldData, SparseTensor, Tensor, TensorData};
 use crate::ir::types::{Dim, DimValue, Shape, Type, TypeKind};
@@ -118,7 +121,7 @@ pub fn from_proto(
     for f in p.functions {
         functions.push(cx.function(f)?);
     }
-    Ok(Model {
+    let mut model = Model {
         ir_version: p.ir_version,
         opset_imports: opsets(p.opset_import),
         producer_name: p.producer_name,
@@ -131,7 +134,184 @@ pub fn from_proto(
         functions,
         training_info: p.training_info,
         configuration: p.configuration,
-    })
+    };
+    restore_fused(&mut model);
+    Ok(model)
+}
+
+/// Turns calls of modc's own fused functions (`ai.modc::fused_<k>`, no attributes,
+/// the model's opsets) back into fused nodes whose body is the function's body,
+/// so that modc's output loads back in the form it was written from. A function
+/// all of whose calls became fused nodes is dropped, and so is the `ai.modc`
+/// opset import when no function of that domain is left. Calls that do not fit
+/// (other input counts, attributes, a function calling itself) stay calls.
+fn restore_fused(m: &mut Model) {
+    let same = |a: &str, b: &str| {
+        let norm = |d: &str| if d == "ai.onnx" { String::new() } else { d.to_string() };
+        norm(a) == norm(b)
+    };
+    let fits = |f: &Function| {
+        f.domain == FUSED_DOMAIN
+            && f.name.starts_with("fused_")
+            && f.attributes.is_empty()
+            && f.attribute_defaults.is_empty()
+            && f.overload.is_none()
+            && f.body.outer_values().is_empty()
+            && f.opset_imports.iter().all(|o| {
+                o.domain == FUSED_DOMAIN
+                    || m
+                        .opset_imports
+                        .iter()
+                        .any(|mo| same(&mo.domain, &o.domain) && mo.version == o.version)
+            })
+    };
+    let mut bodies: HashMap<String, Graph> = HashMap::new();
+    for f in m.functions.iter().filter(|f| fits(f)) {
+        bodies.insert(f.name.clone(), fused_body_from_function(&f.body));
+    }
+    if bodies.is_empty() {
+        return;
+    }
+    // Bodies calling other fused functions are converted callee first.
+    let mut names: Vec<String> = bodies.keys().cloned().collect();
+    names.sort();
+    let mut done: HashMap<String, Graph> = HashMap::new();
+    for name in &names {
+        resolve_fused(name, &bodies, &mut done, &mut Vec::new());
+    }
+    calls_to_fused(&mut m.graph, &done);
+    for f in m.functions.iter_mut() {
+        if !done.contains_key(&f.name) || f.domain != FUSED_DOMAIN {
+            calls_to_fused(&mut f.body, &done);
+        }
+    }
+    // Drop the converted functions nothing calls any more.
+    let mut called = HashSet::new();
+    calls_in(&m.graph, &mut called);
+    for f in &m.functions {
+        if !(f.domain == FUSED_DOMAIN && done.contains_key(&f.name)) {
+            calls_in(&f.body, &mut called);
+        }
+    }
+    for g in done.values() {
+        calls_in(g, &mut called);
+    }
+    m.functions
+        .retain(|f| !(f.domain == FUSED_DOMAIN && done.contains_key(&f.name) && !called.contains(&f.name)));
+    if !m.functions.iter().any(|f| f.domain == FUSED_DOMAIN) {
+        m.opset_imports
+            .retain(|o| !(o.domain == FUSED_DOMAIN && o.version == FUSED_OPSET));
+    }
+}
+
+/// Converts fused function `name`'s body (its own calls first) into `done`.
+fn resolve_fused(
+    name: &str,
+    bodies: &HashMap<String, Graph>,
+    done: &mut HashMap<String, Graph>,
+    stack: &mut Vec<String>,
+) {
+    if done.contains_key(name) || stack.iter().any(|s| s == name) {
+        return;
+    }
+    let Some(body) = bodies.get(name) else { return };
+    stack.push(name.to_string());
+    let mut callees = HashSet::new();
+    calls_in(body, &mut callees);
+    let mut callees: Vec<String> = callees.into_iter().collect();
+    callees.sort();
+    for c in callees {
+        resolve_fused(&c, bodies, done, stack);
+    }
+    stack.pop();
+    let mut body = body.clone();
+    calls_to_fused(&mut body, done);
+    // A function calling itself (through others) is not a fused body.
+    let mut still = HashSet::new();
+    calls_in(&body, &mut still);
+    if !still.contains(name) {
+        done.insert(name.to_string(), body);
+    }
+}
+
+/// Names of `ai.modc` functions called in `g` and its subgraphs.
+fn calls_in(g: &Graph, out: &mut HashSet<String>) {
+    for (_, n) in g.nodes() {
+        if n.domain == FUSED_DOMAIN && !is_fused(n) {
+            out.insert(n.op_type.clone());
+        }
+        for a in &n.attrs {
+            for sub in a.value.graphs() {
+                calls_in(sub, out);
+            }
+        }
+    }
+}
+
+/// Replaces calls of the functions in `bodies` by fused nodes, in `g` and its
+/// subgraphs.
+fn calls_to_fused(g: &mut Graph, bodies: &HashMap<String, Graph>) {
+    let ids: Vec<NodeId> = g.node_ids().collect();
+    for id in ids {
+        let n = g.node_mut(id);
+        for a in n.attrs.iter_mut() {
+            for sub in a.value.graphs_mut() {
+                calls_to_fused(sub, bodies);
+            }
+        }
+        if n.domain != FUSED_DOMAIN || !n.attrs.is_empty() {
+            continue;
+        }
+        let Some(body) = bodies.get(&n.op_type) else {
+            continue;
+        };
+        if n.inputs.len() != body.inputs.len() || n.outputs.len() > body.outputs.len() {
+            continue;
+        }
+        n.outputs.resize(body.outputs.len(), None);
+        n.op_type = FUSED_OP.into();
+        n.attrs = vec![Attr::new(
+            FUSED_BODY,
+            AttrValue::Graph(Box::new(body.clone())),
+        )];
+    }
+}
+
+/// A fused body from a function body: Constant nodes become initializers again,
+/// and `value_info` lists only values inside.
+fn fused_body_from_function(f: &Graph) -> Graph {
+    let mut g = f.clone();
+    g.name = "fused".into();
+    let ids: Vec<NodeId> = g.node_ids().collect();
+    for id in ids {
+        let n = g.node(id);
+        let is_const = n.op_type == "Constant"
+            && (n.domain.is_empty() || n.domain == "ai.onnx")
+            && n.inputs.is_empty()
+            && n.attrs.len() == 1
+            && n.attrs[0].name == "value"
+            && n.attrs[0].ref_attr_name.is_none();
+        let out = match n.outputs.as_slice() {
+            [Some(v)] if is_const => *v,
+            _ => continue,
+        };
+        let Some(n) = g.remove_node(id) else { continue };
+        let Some(Attr {
+            value: AttrValue::Tensor(mut t),
+            ..
+        }) = n.attrs.into_iter().next()
+        else {
+            continue;
+        };
+        t.name = g.value(out).name.clone();
+        let v = g.value_mut(out);
+        v.def = ValueDef::Const;
+        v.init = Some(Initializer::Dense(t));
+        g.initializers.push(out);
+    }
+    let io: HashSet<ValueId> = g.inputs.iter().chain(&g.outputs).copied().collect();
+    g.value_info.retain(|v| !io.contains(v));
+    g
 }
 
 fn opsets(v: Vec<proto::OperatorSetIdProto>) -> Vec<OpsetImport> {

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 mod attention;
 mod binary;
 pub(crate) mod broadcast;
-mod cast;
+pub(crate) mod cast;
 mod conv;
 mod elementwise;
 mod gather;

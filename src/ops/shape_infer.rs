@@ -7,7 +7,8 @@
 //! `f32[batch,3]`. A type the file already declares is kept unless the inferred
 //! one is more precise. Ops without a rule, or inputs of unknown type, leave the
 //! output unknown; nothing is guessed. Subgraphs (If, Loop, Scan bodies) are
-//! inferred too.
+//! inferred too; a fused node's body is inferred with the node's input types, and
+//! its outputs' types are the node's.
 //!
 //! Ops without a symbolic rule (or whose rule leaves a dimension unknown) fall back
 //! to running their kernel when every input shape is fully known: the kernel runs
@@ -77,6 +78,10 @@ fn infer_graph(
         }
     }
     for n in order {
+        // A fused body is inferred with the node's input types.
+        if crate::fused::is_fused(g.node(n)) {
+            seed_fused_inputs(g, n);
+        }
         // Subgraphs first (their outputs may give Loop/If outputs their types).
         let ids: Vec<usize> = (0..g.node(n).attrs.len()).collect();
         for i in ids {
@@ -110,6 +115,11 @@ fn infer_graph(
             .collect();
         let mut outs = if node.domain.is_empty() || node.domain == "ai.onnx" {
             infer_node(node, &in_types, &in_consts, opset)
+        } else if let Some(body) = crate::fused::fused_body(node) {
+            body.outputs
+                .iter()
+                .map(|&o| body.value(o).ty.clone())
+                .collect()
         } else {
             vec![]
         };
@@ -159,6 +169,27 @@ fn infer_graph(
                     report.inferred += 1;
                 }
             }
+        }
+    }
+}
+
+/// Gives the inputs of fused node `n`'s body the types of the node's inputs where
+/// those say more.
+fn seed_fused_inputs(g: &mut Graph, n: crate::ir::graph::NodeId) {
+    let types: Vec<Option<Type>> = g
+        .node(n)
+        .inputs
+        .iter()
+        .map(|v| v.and_then(|v| g.value(v).ty.clone()))
+        .collect();
+    let Some(body) = crate::fused::fused_body_mut(g.node_mut(n)) else {
+        return;
+    };
+    for (&b, t) in body.inputs.clone().iter().zip(types) {
+        let Some(t) = t else { continue };
+        let val = body.value_mut(b);
+        if val.ty.as_ref().is_none_or(|old| precision(&t) > precision(old)) {
+            val.ty = Some(t);
         }
     }
 }

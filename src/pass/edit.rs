@@ -316,10 +316,15 @@ pub fn tidy_value_info(g: &mut Graph) {
 
 /// Nodes counted the way the optimizer comparisons count them: every node,
 /// subgraphs included, except Constant nodes and ConstantOfShape nodes whose shape
-/// is constant (both are stored weights in another form).
+/// is constant (both are stored weights in another form). A fused node counts as
+/// one: it is one kernel, and its body is that kernel's implementation, not nodes
+/// of the graph.
 pub fn counted_nodes(g: &Graph) -> usize {
     g.nodes()
         .map(|(_, n)| {
+            if crate::fused::is_fused(n) {
+                return 1;
+            }
             let own = if is_op(n, "Constant")
                 || (is_op(n, "ConstantOfShape")
                     && n.inputs

@@ -30,12 +30,16 @@ pub struct Pipeline {
 /// - `O3`: `O2` (fusion joins it later).
 pub fn level_pipeline(level: &str) -> Option<&'static str> {
     const O2: &str = "infer,(infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
-                      (conv-fold,pad-fold,gemm-fold,if-fold,infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce)";
+                      (conv-fold,pad-fold,gemm-fold,if-fold,infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
+                      fuse-std,dce";
+    const O3: &str = "infer,(infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
+                      (conv-fold,pad-fold,gemm-fold,if-fold,infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
+                      fuse,dce";
     match level.trim_start_matches('-') {
         "O0" | "0" => Some(""),
         "O1" | "1" => Some("infer,(noop,dce),init-cleanup"),
         "O2" | "2" => Some(O2),
-        "O3" | "3" => Some(O2),
+        "O3" | "3" => Some(O3),
         _ => None,
     }
 }
@@ -130,6 +134,9 @@ pub struct PassReport {
     pub nodes_after: usize,
     pub rewrites: usize,
     pub changed: bool,
+    /// What the pass reported (saturation limits, rules fired ...).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
 }
 
 fn ser_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -314,11 +321,13 @@ impl<'a> PassManager<'a> {
             options: &self.options,
             rewrites: 0,
             depth: 0,
+            details: Vec::new(),
         };
         let t = Instant::now();
         let changed = pass.run_model(m, &mut cx)?;
         let time = t.elapsed();
         let rewrites = cx.rewrites;
+        let details = std::mem::take(&mut cx.details);
         if self.verify_each {
             crate::ir::verify::verify(&m.graph).map_err(|e| PassError::Verify {
                 pass: name.to_string(),
@@ -341,6 +350,7 @@ impl<'a> PassManager<'a> {
             nodes_after: m.graph.node_count_recursive(),
             rewrites,
             changed,
+            details,
         });
         Ok(changed)
     }

@@ -44,6 +44,8 @@ pub struct PassOptions {
     pub fold_growth: f64,
     /// See `size_guard`.
     pub fold_small_bytes: u64,
+    /// Limits and target of the e-graph passes (`fuse`, `fuse-std`).
+    pub fuse: crate::transform::fuse::FuseOptions,
 }
 
 impl Default for PassOptions {
@@ -52,6 +54,7 @@ impl Default for PassOptions {
             size_guard: true,
             fold_growth: 1.5,
             fold_small_bytes: 64,
+            fuse: Default::default(),
         }
     }
 }
@@ -77,6 +80,8 @@ pub struct PassCtx<'a> {
     pub rewrites: usize,
     /// How deep the graph is nested (0 for the main graph).
     pub depth: usize,
+    /// Lines for the report (what a pass saw: limits hit, rules fired).
+    pub details: Vec<String>,
 }
 
 impl PassCtx<'_> {

@@ -9,11 +9,14 @@ mod conv_fold;
 mod cse;
 mod dce;
 mod fold;
+pub(crate) mod fuse;
 mod gemm_fold;
 mod if_fold;
 mod infer;
 mod merge_chains;
 mod noop;
+pub mod opset_upgrade;
+mod opset_versions;
 mod pad_fold;
 mod shape_fold;
 
@@ -36,6 +39,8 @@ pub fn registry() -> Vec<PassEntry> {
         ("conv-fold", "folds BatchNormalization and constant Mul/Add into Conv and Gemm weights", || Box::new(conv_fold::ConvFold)),
         ("pad-fold", "folds Pad into Conv and pooling", || Box::new(pad_fold::PadFold)),
         ("gemm-fold", "MatMul + Add into Gemm where the ranks allow", || Box::new(gemm_fold::GemmFold)),
+        ("fuse-std", "e-graph rewriting (passes/*.rules): algebra and recognitions that give standard ONNX ops (LayerNormalization, Gelu, Softmax ...) where the opset has them", || Box::new(fuse::Fuse { full: false })),
+        ("fuse", "fuse-std, plus contrib ops for --target onnxruntime, then fused kernels for elementwise chains, reductions and reshapes", || Box::new(fuse::Fuse { full: true })),
         ("if-fold", "replaces an If with a constant condition by its branch", || Box::new(if_fold::IfFold)),
     ]
 }
