@@ -262,8 +262,9 @@ fn describe(g: &Graph, n: NodeId) -> String {
 ///
 /// The node's inputs are the values the group reads that are defined outside it
 /// (graph inputs, outer values, outputs of other nodes, initializers), in the
-/// order the group first reads them; initializers of at most
-/// [`SMALL_CONST_ELEMENTS`] elements are copied into the body instead. Its outputs
+/// order the group first reads them; constants (initializers and Constant nodes)
+/// of at most [`SMALL_CONST_ELEMENTS`] elements are copied into the body instead
+/// (an initializer nothing else reads is then removed from `g`). Its outputs
 /// are the values the group produces that something outside reads (a node, a
 /// graph output), in the group's order; they keep their ids, names and types. The
 /// body keeps the names and types of the values inside it.
@@ -335,7 +336,7 @@ pub fn make_fused(g: &mut Graph, nodes: &[NodeId]) -> Result<NodeId, FuseError> 
         .flat_map(|&n| g.node(n).outputs.iter().flatten().copied())
         .collect();
     let mut inputs: Vec<ValueId> = Vec::new();
-    let mut copied: Vec<ValueId> = Vec::new();
+    let mut copied: Vec<(ValueId, crate::ir::tensor::Tensor)> = Vec::new();
     let mut seen: HashSet<ValueId> = HashSet::new();
     for &n in &members {
         let mut reads: Vec<ValueId> = g.node(n).inputs.iter().flatten().copied().collect();
@@ -351,13 +352,9 @@ pub fn make_fused(g: &mut Graph, nodes: &[NodeId]) -> Result<NodeId, FuseError> 
             if produced.contains(&v) || !seen.insert(v) {
                 continue;
             }
-            let val = g.value(v);
-            let small = matches!(&val.init, Some(Initializer::Dense(t))
-                if t.num_elements().is_some_and(|c| c <= SMALL_CONST_ELEMENTS));
-            if val.def == ValueDef::Const && small {
-                copied.push(v);
-            } else {
-                inputs.push(v);
+            match small_const(g, v) {
+                Some(t) => copied.push((v, t)),
+                None => inputs.push(v),
             }
         }
     }
@@ -370,14 +367,16 @@ pub fn make_fused(g: &mut Graph, nodes: &[NodeId]) -> Result<NodeId, FuseError> 
         let id = body.add_input(&val.name, val.ty.clone());
         map.insert(v, id);
     }
-    for &v in &copied {
+    let copied_ids: Vec<ValueId> = copied.iter().map(|(v, _)| *v).collect();
+    for (v, t) in copied {
         let val = g.value(v);
         let mut c = Value::new(&val.name, ValueDef::Const);
-        c.ty = val.ty.clone().or_else(|| match &val.init {
-            Some(Initializer::Dense(t)) => Some(Type::tensor(t.dtype, Shape::fixed(&t.dims))),
-            _ => None,
-        });
-        c.init = val.init.clone();
+        c.ty = Some(
+            val.ty
+                .clone()
+                .unwrap_or_else(|| Type::tensor(t.dtype, Shape::fixed(&t.dims))),
+        );
+        c.init = Some(Initializer::Dense(t));
         let id = body.add_value(c);
         body.initializers.push(id);
         map.insert(v, id);
@@ -417,6 +416,27 @@ pub fn make_fused(g: &mut Graph, nodes: &[NodeId]) -> Result<NodeId, FuseError> 
     for &n in &members {
         g.remove_node(n);
     }
+    // Initializers now only the body reads move into it for good.
+    let still_read: HashSet<ValueId> = g
+        .nodes()
+        .flat_map(|(_, n)| n.inputs.iter().flatten().copied())
+        .chain(g.outputs.iter().copied())
+        .collect();
+    let moved: HashSet<ValueId> = copied_ids
+        .into_iter()
+        .filter(|v| {
+            g.value(*v).def == ValueDef::Const
+                && !still_read.contains(v)
+                && !deps.read_by_name.contains(v)
+        })
+        .collect();
+    if !moved.is_empty() {
+        g.initializers.retain(|v| !moved.contains(v));
+        g.value_info.retain(|v| !moved.contains(v));
+        for &v in &moved {
+            g.value_mut(v).init = None;
+        }
+    }
     let fused = Node {
         inputs: inputs.iter().map(|&v| Some(v)).collect(),
         outputs: outputs.iter().map(|&v| Some(v)).collect(),
@@ -429,6 +449,22 @@ pub fn make_fused(g: &mut Graph, nodes: &[NodeId]) -> Result<NodeId, FuseError> 
     let id = g.push_node(fused);
     crate::pass::edit::tidy_value_info(g);
     Ok(id)
+}
+
+/// The data of `v` when it is a constant of at most [`SMALL_CONST_ELEMENTS`]
+/// elements: a dense initializer that is not a graph input, or a Constant node's
+/// output.
+fn small_const(g: &Graph, v: ValueId) -> Option<crate::ir::tensor::Tensor> {
+    let small = |n: Option<u64>| n.is_some_and(|c| c <= SMALL_CONST_ELEMENTS);
+    let val = g.value(v);
+    if val.def == ValueDef::Const {
+        return match &val.init {
+            Some(Initializer::Dense(t)) if small(t.num_elements()) => Some(t.clone()),
+            _ => None,
+        };
+    }
+    let t = crate::pass::edit::const_value(g, v)?;
+    small(Some(t.len() as u64)).then(|| t.to_tensor(&val.name))
 }
 
 /// A path that leaves `group` and comes back: the group node it starts from and
@@ -489,6 +525,7 @@ mod tests {
         // The constant moved in; x and w are inputs; a (read by Neg) and y are outputs.
         assert_eq!(names(&body.inputs, body), ["x", "w"]);
         assert_eq!(body.initializers.len(), 1);
+        assert!(g.initializers.is_empty(), "the constant moved for good");
         let outs: Vec<ValueId> = node.outputs.iter().flatten().copied().collect();
         assert_eq!(names(&outs, g), ["a", "y"]);
         assert_eq!(names(&body.outputs, body), ["a", "y"]);
@@ -609,7 +646,10 @@ mod tests {
         let p = crate::onnx::to_proto(&m).unwrap();
         assert_eq!(print_model(&m), before, "export must not change the model");
         assert_eq!(p.functions.len(), 2);
-        assert!(p.functions.iter().all(|f| f.domain.as_deref() == Some(FUSED_DOMAIN)));
+        assert!(p
+            .functions
+            .iter()
+            .all(|f| f.domain.as_deref() == Some(FUSED_DOMAIN)));
         assert!(p
             .opset_import
             .iter()
@@ -626,26 +666,38 @@ mod tests {
         assert_eq!(calls.len(), 2);
         assert!(calls.iter().all(|c| c.starts_with("fused_")));
         // Functions have no initializers: the epsilon is a Constant node.
-        assert!(p
-            .functions
+        assert!(p.functions.iter().any(|f| f
+            .node
             .iter()
-            .any(|f| f.node.iter().any(|n| n.op_type.as_deref() == Some("Constant"))));
+            .any(|n| n.op_type.as_deref() == Some("Constant"))));
 
         let policy = crate::security::LoadPolicy::default();
         let here = std::path::Path::new(".");
         let back = crate::onnx::from_proto(p, here, here, &policy).unwrap();
         assert!(back.functions.is_empty());
         assert_eq!(back.opset_imports, m.opset_imports);
-        let fused: Vec<&Node> = back.graph.nodes().map(|(_, n)| n).filter(|n| is_fused(n)).collect();
+        let fused: Vec<&Node> = back
+            .graph
+            .nodes()
+            .map(|(_, n)| n)
+            .filter(|n| is_fused(n))
+            .collect();
         assert_eq!(fused.len(), 2);
-        let sizes: Vec<usize> = fused.iter().map(|n| fused_body(n).unwrap().node_count()).collect();
+        let sizes: Vec<usize> = fused
+            .iter()
+            .map(|n| fused_body(n).unwrap().node_count())
+            .collect();
         assert!(sizes.contains(&8) && sizes.contains(&2), "{sizes:?}");
         // The epsilon is an initializer of the body again.
-        assert!(fused.iter().any(|n| fused_body(n).unwrap().initializers.len() == 1));
+        assert!(fused
+            .iter()
+            .any(|n| fused_body(n).unwrap().initializers.len() == 1));
         crate::ir::verify::verify(&back.graph).unwrap();
         same_outputs(&original, &back);
         // A second round trip changes nothing.
-        let again = crate::onnx::from_proto(crate::onnx::to_proto(&back).unwrap(), here, here, &policy).unwrap();
+        let again =
+            crate::onnx::from_proto(crate::onnx::to_proto(&back).unwrap(), here, here, &policy)
+                .unwrap();
         assert_eq!(print_model(&again), print_model(&back));
     }
 
@@ -667,7 +719,11 @@ mod tests {
         let p = crate::onnx::to_proto(&m).unwrap();
         // Neg+Exp twice (one function), Neg+Sigmoid once.
         assert_eq!(p.functions.len(), 2);
-        let names: Vec<String> = p.functions.iter().map(|f| f.name.clone().unwrap()).collect();
+        let names: Vec<String> = p
+            .functions
+            .iter()
+            .map(|f| f.name.clone().unwrap())
+            .collect();
         assert_eq!(names, ["fused_0", "fused_1"]);
     }
 
@@ -701,9 +757,15 @@ mod tests {
         let chain = m.graph.producer(m.graph.find_value("z").unwrap()).unwrap();
         let body = fused_body(m.graph.node(chain)).unwrap();
         let a = body.find_value("a").unwrap();
-        assert_eq!(body.value(a).ty.as_ref().unwrap().to_string(), "f32[batch,3]");
+        assert_eq!(
+            body.value(a).ty.as_ref().unwrap().to_string(),
+            "f32[batch,3]"
+        );
         let w = body.inputs[0];
-        assert_eq!(body.value(w).ty.as_ref().unwrap().to_string(), "f32[batch,3]");
+        assert_eq!(
+            body.value(w).ty.as_ref().unwrap().to_string(),
+            "f32[batch,3]"
+        );
     }
 
     #[test]
@@ -720,8 +782,13 @@ mod tests {
         assert!(crate::ir::verify::verify(&parse_model(no_body).unwrap().graph).is_err());
         // The interpreter says what is wrong rather than failing on an unknown op.
         let m = parse_model(no_body).unwrap();
-        let x = crate::interp::value::RtValue::Tensor(crate::interp::value::TensorValue::from_f32(&[2], vec![1.0, 2.0]));
-        let e = crate::interp::Interpreter::new(&m).run(vec![("x".into(), x)]).unwrap_err();
+        let x = crate::interp::value::RtValue::Tensor(crate::interp::value::TensorValue::from_f32(
+            &[2],
+            vec![1.0, 2.0],
+        ));
+        let e = crate::interp::Interpreter::new(&m)
+            .run(vec![("x".into(), x)])
+            .unwrap_err();
         assert!(e.to_string().contains("body"), "{e}");
     }
 }

@@ -147,7 +147,13 @@ pub fn from_proto(
 /// (other input counts, attributes, a function calling itself) stay calls.
 fn restore_fused(m: &mut Model) {
     let same = |a: &str, b: &str| {
-        let norm = |d: &str| if d == "ai.onnx" { String::new() } else { d.to_string() };
+        let norm = |d: &str| {
+            if d == "ai.onnx" {
+                String::new()
+            } else {
+                d.to_string()
+            }
+        };
         norm(a) == norm(b)
     };
     let fits = |f: &Function| {
@@ -159,8 +165,7 @@ fn restore_fused(m: &mut Model) {
             && f.body.outer_values().is_empty()
             && f.opset_imports.iter().all(|o| {
                 o.domain == FUSED_DOMAIN
-                    || m
-                        .opset_imports
+                    || m.opset_imports
                         .iter()
                         .any(|mo| same(&mo.domain, &o.domain) && mo.version == o.version)
             })
@@ -196,8 +201,9 @@ fn restore_fused(m: &mut Model) {
     for g in done.values() {
         calls_in(g, &mut called);
     }
-    m.functions
-        .retain(|f| !(f.domain == FUSED_DOMAIN && done.contains_key(&f.name) && !called.contains(&f.name)));
+    m.functions.retain(|f| {
+        !(f.domain == FUSED_DOMAIN && done.contains_key(&f.name) && !called.contains(&f.name))
+    });
     if !m.functions.iter().any(|f| f.domain == FUSED_DOMAIN) {
         m.opset_imports
             .retain(|o| !(o.domain == FUSED_DOMAIN && o.version == FUSED_OPSET));

@@ -38,6 +38,7 @@ mod resize;
 mod sequence;
 mod shape;
 pub(crate) mod shape_infer;
+pub mod shape_values;
 pub(crate) use shape::concat_tensors;
 mod signal;
 mod softmax;

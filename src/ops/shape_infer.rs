@@ -68,6 +68,7 @@ fn infer_graph(
 ) {
     let Ok(order) = g.topo_order() else { return };
     let mut consts: HashMap<ValueId, TensorValue> = HashMap::new();
+    let mut shape_vals: HashMap<ValueId, Vec<Dim>> = HashMap::new();
     for &v in &g.initializers {
         if let Some(Initializer::Dense(t)) = &g.value(v).init {
             if t.num_elements().is_some_and(|n| n <= 64) {
@@ -106,7 +107,7 @@ fn infer_graph(
         let in_types: Vec<Option<Type>> = node
             .inputs
             .iter()
-            .map(|v| v.and_then(|v| g.value(v).ty.clone()))
+            .map(|v| v.and_then(|v| value_type(g, v)))
             .collect();
         let in_consts: Vec<Option<&TensorValue>> = node
             .inputs
@@ -152,6 +153,71 @@ fn infer_graph(
                 }
             }
         }
+        // Symbolic shape values (Shape -> Slice -> Concat ...) and the Expand /
+        // Reshape outputs they describe.
+        if node.domain.is_empty() || node.domain == "ai.onnx" {
+            let in_shapes: Vec<Option<Vec<Dim>>> = in_types.iter().map(|t| dims_of(t)).collect();
+            let in_vals: Vec<Option<Vec<Dim>>> = node
+                .inputs
+                .iter()
+                .map(|v| {
+                    v.and_then(|v| {
+                        shape_vals.get(&v).cloned().or_else(|| {
+                            consts
+                                .get(&v)
+                                .filter(|t| t.shape().len() <= 1)
+                                .and_then(|t| t.to_i64_vec())
+                                .map(|xs| xs.into_iter().map(Dim::fixed).collect())
+                        })
+                    })
+                })
+                .collect();
+            if let [Some(out)] = node.outputs[..] {
+                if let Some(d) = super::shape_values::propagate(
+                    &node.op_type,
+                    &node.attrs,
+                    opset,
+                    &in_shapes,
+                    &in_vals,
+                ) {
+                    shape_vals.insert(out, d);
+                }
+                let elem = in_types
+                    .first()
+                    .cloned()
+                    .flatten()
+                    .and_then(|t| t.as_tensor().map(|p| p.0));
+                let from_vals = match (
+                    node.op_type.as_str(),
+                    in_shapes.first().cloned().flatten(),
+                    in_vals.get(1).cloned().flatten(),
+                    elem,
+                ) {
+                    ("Expand", Some(x), Some(target), Some(e)) => {
+                        broadcast(&x, &target).and_then(|d| tensor(e, d))
+                    }
+                    ("Reshape", Some(x), Some(target), Some(e))
+                        if attr_int(node, "allowzero", 0) == 0 =>
+                    {
+                        super::shape_values::reshape_dims(&x, &target).and_then(|d| tensor(e, d))
+                    }
+                    _ => None,
+                };
+                if let Some(t) = from_vals {
+                    let better = outs
+                        .first()
+                        .cloned()
+                        .flatten()
+                        .is_none_or(|old| precision(&t) > precision(&old));
+                    if better {
+                        if outs.is_empty() {
+                            outs.push(None);
+                        }
+                        outs[0] = Some(t);
+                    }
+                }
+            }
+        }
         let node_outputs = node.outputs.clone();
         for (slot, out) in node_outputs.iter().enumerate() {
             let Some(v) = out else { continue };
@@ -173,6 +239,20 @@ fn infer_graph(
     }
 }
 
+/// A value's type; an initializer without a declared type has its tensor's.
+fn value_type(g: &Graph, v: ValueId) -> Option<Type> {
+    let val = g.value(v);
+    val.ty.clone().or_else(|| match &val.init {
+        Some(Initializer::Dense(t)) => Some(Type::tensor(t.dtype, Shape::fixed(&t.dims))),
+        _ => None,
+    })
+}
+
+/// The dims of a tensor type with a known rank.
+fn dims_of(t: &Option<Type>) -> Option<Vec<Dim>> {
+    Some(t.as_ref()?.as_tensor()?.1?.dims.clone())
+}
+
 /// Gives the inputs of fused node `n`'s body the types of the node's inputs where
 /// those say more.
 fn seed_fused_inputs(g: &mut Graph, n: crate::ir::graph::NodeId) {
@@ -188,7 +268,11 @@ fn seed_fused_inputs(g: &mut Graph, n: crate::ir::graph::NodeId) {
     for (&b, t) in body.inputs.clone().iter().zip(types) {
         let Some(t) = t else { continue };
         let val = body.value_mut(b);
-        if val.ty.as_ref().is_none_or(|old| precision(&t) > precision(old)) {
+        if val
+            .ty
+            .as_ref()
+            .is_none_or(|old| precision(&t) > precision(old))
+        {
             val.ty = Some(t);
         }
     }
@@ -334,6 +418,9 @@ fn slice_dims(
                 };
                 Dim::fixed(count)
             }
+            // A symbolic dim sliced from the start to "the end" (exporters write
+            // INT_MAX-like ends, or 10^9) keeps its name.
+            _ if starts[k] == 0 && ends[k] >= 1_000_000_000 && steps[k] == 1 => dims[ax].clone(),
             _ => Dim::unknown(),
         };
     }

@@ -26,8 +26,11 @@ pub struct Pipeline {
 /// - `O0`: nothing.
 /// - `O1`: shape inference and cleanup (no-ops, dead code, initializers).
 /// - `O2`: constant and shape folding, cleanup, CSE, Conv/Gemm folding and
-///   If-folding to a fixpoint: the level meant for shipping.
-/// - `O3`: `O2` (fusion joins it later).
+///   If-folding to a fixpoint, then `fuse-std` (e-graph rewriting that only
+///   produces standard ONNX ops): the level meant for shipping.
+/// - `O3`: `O2` with `fuse` instead of `fuse-std`: contrib ops when the target
+///   allows them, and fused kernel nodes for what is left of elementwise chains,
+///   reductions and reshapes.
 pub fn level_pipeline(level: &str) -> Option<&'static str> {
     const O2: &str = "infer,(infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
                       (conv-fold,pad-fold,gemm-fold,if-fold,infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\

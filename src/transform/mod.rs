@@ -10,6 +10,7 @@ mod cse;
 mod dce;
 mod fold;
 pub(crate) mod fuse;
+pub mod fuse_kernels;
 mod gemm_fold;
 mod if_fold;
 mod infer;
@@ -42,5 +43,6 @@ pub fn registry() -> Vec<PassEntry> {
         ("fuse-std", "e-graph rewriting (passes/*.rules): algebra and recognitions that give standard ONNX ops (LayerNormalization, Gelu, Softmax ...) where the opset has them", || Box::new(fuse::Fuse { full: false })),
         ("fuse", "fuse-std, plus contrib ops for --target onnxruntime, then fused kernels for elementwise chains, reductions and reshapes", || Box::new(fuse::Fuse { full: true })),
         ("if-fold", "replaces an If with a constant condition by its branch", || Box::new(if_fold::IfFold)),
+        ("fuse-kernels", "groups elementwise, reduction and reshape ops into fused kernel nodes (ai.modc::Fused, saved as ONNX local functions)", || Box::new(fuse_kernels::FuseKernels::default())),
     ]
 }

@@ -43,12 +43,14 @@
 //! ```
 
 mod convert;
+mod node_edit;
 
 use super::opset_versions::{Change, Step, MIN_IR_VERSION, OPS};
 use crate::ir::graph::{Graph, NodeId};
 use crate::ir::model::Model;
 use crate::pass::edit::{self, NameGen};
-use convert::{NodeEdit, Outcome, Refusal};
+use convert::{Outcome, Refusal};
+use node_edit::NodeEdit;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -103,7 +105,9 @@ impl fmt::Display for OpsetUpgrade {
 /// Why an upgrade was refused.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum OpsetError {
-    #[error("opset {target} is older than the model's opset {current}: downgrading is not supported")]
+    #[error(
+        "opset {target} is older than the model's opset {current}: downgrading is not supported"
+    )]
     Downgrade { current: i64, target: i64 },
     #[error("opset {target} is newer than the newest opset modc knows ({max})")]
     TooNew { target: i64, max: i64 },
@@ -162,8 +166,7 @@ pub fn upgrade_opset(m: &mut Model, target: i64) -> Result<OpsetUpgrade, OpsetEr
         }
         work.ir_version = Some(min_ir);
     }
-    let mut twin = work.clone();
-    crate::ops::shape_infer::infer_shapes(&mut twin);
+    let twin = typed_twin(&work, from, target);
     let mut walk = Walk {
         from,
         target,
@@ -210,6 +213,39 @@ pub fn upgrade_opset(m: &mut Model, target: i64) -> Result<OpsetUpgrade, OpsetEr
     Ok(report)
 }
 
+/// A copy of the model with inferred types, read by value id for the types the
+/// model does not declare. When a Softmax-like op must cross opset 13, its
+/// input's rank decides between writing the axis out and a Flatten/Reshape pair;
+/// plain inference often lacks it (a Reshape whose shape is computed from Shape
+/// ops), so the copy also runs constant and shape folding first, as `-O1` would.
+/// Passes keep value ids, so a type found on the copy is the type of the value
+/// with the same id in the model.
+fn typed_twin(m: &Model, from: i64, target: i64) -> Model {
+    let mut twin = m.clone();
+    crate::ops::shape_infer::infer_shapes(&mut twin);
+    if from < 13 && target >= 13 && has_softmax_like(&twin.graph) {
+        let folded = crate::pass::Pipeline::parse("(infer,fold,shape-fold)")
+            .ok()
+            .and_then(|p| {
+                let mut t = twin.clone();
+                crate::pass::PassManager::new(p).run(&mut t).ok().map(|_| t)
+            });
+        if let Some(t) = folded {
+            twin = t;
+        }
+    }
+    twin
+}
+
+fn has_softmax_like(g: &Graph) -> bool {
+    g.nodes().any(|(_, n)| {
+        (edit::is_onnx(n) && matches!(n.op_type.as_str(), "Softmax" | "LogSoftmax" | "Hardmax"))
+            || n.attrs
+                .iter()
+                .any(|a| a.value.graphs().into_iter().any(has_softmax_like))
+    })
+}
+
 /// One upgrade's walk over a graph and its subgraphs.
 struct Walk {
     from: i64,
@@ -236,9 +272,15 @@ impl Walk {
                 for gi in 0..g.node(id).attrs[ai].value.graphs().len() {
                     let sub_twin = twin.and_then(|t| twin_subgraph(t, id, ai, gi));
                     let n = g.node(id);
-                    let sub_scope =
-                        format!("{} of {} node {label} in {scope}", n.attrs[ai].name, n.op_type);
-                    let Some(sub) = g.node_mut(id).attrs[ai].value.graphs_mut().into_iter().nth(gi)
+                    let sub_scope = format!(
+                        "{} of {} node {label} in {scope}",
+                        n.attrs[ai].name, n.op_type
+                    );
+                    let Some(sub) = g.node_mut(id).attrs[ai]
+                        .value
+                        .graphs_mut()
+                        .into_iter()
+                        .nth(gi)
                     else {
                         continue;
                     };
@@ -248,11 +290,13 @@ impl Walk {
             if !edit::is_onnx(g.node(id)) {
                 continue;
             }
+            let origin = g.node(id).op_type.clone();
             let mut e = NodeEdit {
                 g: &mut *g,
                 twin,
                 twin_values,
                 id,
+                origin,
                 names: &mut *names,
                 target: self.target,
                 const_nodes: self.const_nodes,
@@ -310,7 +354,10 @@ impl Walk {
                 match st.change {
                     Change::Added | Change::Compatible => {}
                     Change::Unsupported => {
-                        return Err(fail(Some(st.version), format!("{} ({op} changed in a way modc does not convert)", st.note)));
+                        return Err(fail(
+                            Some(st.version),
+                            format!("{} ({op} changed in a way modc does not convert)", st.note),
+                        ));
                     }
                     Change::Convert => match convert::convert(&op, st.version, e) {
                         Ok(Outcome::Unchanged) => {}
@@ -365,5 +412,321 @@ fn node_label(g: &Graph, id: NodeId) -> String {
     match n.outputs.iter().flatten().next() {
         Some(&v) => format!("with output '{}'", g.value(v).name),
         None => format!("#{}", id.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::text::{parse_model, print_model};
+
+    fn up(text: &str, target: i64) -> (String, OpsetUpgrade) {
+        let mut m = parse_model(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let r = upgrade_opset(&mut m, target).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        crate::ir::verify::verify(&m.graph).unwrap();
+        (print_model(&m), r)
+    }
+
+    fn refusal(text: &str, target: i64) -> String {
+        let mut m = parse_model(text).unwrap();
+        let before = m.clone();
+        let e = upgrade_opset(&mut m, target).expect_err("should be refused");
+        assert_eq!(m, before, "a refusal changed the model");
+        e.to_string()
+    }
+
+    fn one(opset: i64, input: &str, node: &str) -> String {
+        format!("opset _={opset}\ngraph @g({input}) -> (%y) {{\n  {node}\n  return %y\n}}\n")
+    }
+
+    #[test]
+    fn the_table_is_sorted_and_consistent() {
+        for w in OPS.windows(2) {
+            assert!(w[0].0 < w[1].0, "{} before {}", w[0].0, w[1].0);
+        }
+        let mut newest = 0;
+        for (op, steps) in OPS {
+            assert_eq!(steps[0].change, Change::Added, "{op}");
+            assert!(steps[1..].iter().all(|s| s.change != Change::Added), "{op}");
+            for w in steps.windows(2) {
+                assert!(w[0].version < w[1].version, "{op}");
+            }
+            newest = newest.max(steps.last().unwrap().version);
+        }
+        assert_eq!(newest, MAX_OPSET);
+        assert!(MIN_IR_VERSION.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(history("ReduceSum").unwrap()[2].version, 13);
+        assert!(history("NoSuchOp").is_none());
+    }
+
+    /// Every step the table marks Convert has a conversion (the code and the data
+    /// cannot drift apart), and no conversion panics on a node without inputs
+    /// or attributes.
+    #[test]
+    fn every_convert_step_has_a_conversion() {
+        for (op, steps) in OPS {
+            for st in steps.iter().filter(|s| s.change == Change::Convert) {
+                let mut g = Graph::new("g");
+                let (id, _) = g.add_node(op, "", vec![], &["y"], vec![]);
+                let mut names = NameGen::new(&g);
+                let uses = edit::use_counts(&g);
+                let mut e = NodeEdit {
+                    g: &mut g,
+                    twin: None,
+                    twin_values: 0,
+                    id,
+                    origin: op.to_string(),
+                    names: &mut names,
+                    target: st.version,
+                    const_nodes: false,
+                    uses: &uses,
+                    dropped_outputs: false,
+                };
+                let r = convert::convert(op, st.version, &mut e);
+                assert_ne!(r, Err(Refusal::NoConversion), "{op} at {}", st.version);
+            }
+        }
+    }
+
+    #[test]
+    fn targets_outside_the_range_are_refused() {
+        let m = one(13, "%x: f32[2]", "%y = Relu(%x)");
+        assert!(refusal(&m, 12).contains("downgrading"));
+        let e = refusal(&m, MAX_OPSET + 1);
+        assert!(
+            e.contains(&format!("newest opset modc knows ({MAX_OPSET})")),
+            "{e}"
+        );
+        let (text, r) = up(&m, 13);
+        assert_eq!(text, print_model(&parse_model(&m).unwrap()));
+        assert_eq!(r.to_string(), "opset 13 -> 13: no node needed converting");
+        let none = "opset com.example=1\ngraph @g(%x: f32[2]) -> (%y) {\n  %y = com.example::Op(%x)\n  return %y\n}\n";
+        assert_eq!(refusal(none, 17), OpsetError::NoDefaultOpset.to_string());
+    }
+
+    #[test]
+    fn the_report_counts_converted_nodes() {
+        let m = "opset _=11\ngraph @g(%x: f32[2,1]) -> (%y, %z) {\n  %y = Squeeze(%x) {axes=[1]}\n  %a = Unsqueeze(%x) {axes=[0]}\n  %z = Squeeze(%a) {axes=[0]}\n  return %y, %z\n}\n";
+        let (_, r) = up(m, 13);
+        assert_eq!(r.converted_nodes(), 3);
+        assert_eq!(
+            r.to_string(),
+            "opset 11 -> 13: 3 nodes converted (Squeeze 2, Unsqueeze 1)"
+        );
+    }
+
+    #[test]
+    fn the_ir_version_rises_with_the_opset() {
+        let text = "opset _=9\ngraph @g(%x: f32[2], %w: f32[2] = const f32[2] @w) -> (%y) {\n  %y = Add(%x, %w)\n  return %y\n}\n";
+        let mut m = parse_model(text).unwrap();
+        assert_eq!(m.graph.inputs.len(), 2);
+        m.ir_version = Some(3);
+        upgrade_opset(&mut m, 17).unwrap();
+        assert_eq!(m.ir_version, Some(8));
+        // The initializer listed as an input (IR 3) is a plain constant now.
+        assert_eq!(m.graph.inputs.len(), 1);
+        let mut m = parse_model(&one(9, "%x: f32[2]", "%y = Relu(%x)")).unwrap();
+        m.ir_version = Some(10);
+        upgrade_opset(&mut m, 17).unwrap();
+        assert_eq!(m.ir_version, Some(10), "never lowered");
+    }
+
+    #[test]
+    fn attribute_forms_move_to_inputs() {
+        let (t, _) = up(
+            &one(12, "%x: f32[2,3]", "%y = ReduceMean(%x) {axes=[1]}"),
+            18,
+        );
+        assert!(
+            t.contains("ReduceMean(%x, %") && !t.contains("axes="),
+            "{t}"
+        );
+        let (t, _) = up(
+            &one(9, "%x: f32[4]", "%y, %i = TopK(%x) {k=2}")
+                .replace("-> (%y)", "-> (%y, %i)")
+                .replace("return %y", "return %y, %i"),
+            10,
+        );
+        assert!(
+            t.contains("TopK(%x, %") && t.contains("const i64[1]"),
+            "{t}"
+        );
+        let (t, _) = up(&one(17, "%x: f32[2,8]", "%y = DFT(%x) {axis=0}"), 20);
+        assert!(
+            t.contains("DFT(%x, _, %") && t.contains("const i64[]"),
+            "{t}"
+        );
+        let (t, _) = up(
+            &one(
+                4,
+                "%x: f32[2,3]",
+                "%y = Reshape(%x) {shape=[3,2], consumed_inputs=[0]}",
+            ),
+            5,
+        );
+        assert!(
+            t.contains("Reshape(%x, %") && !t.contains("consumed"),
+            "{t}"
+        );
+        let e = refusal(&one(4, "%x: f32[2,3]", "%y = Reshape(%x)"), 5);
+        assert!(
+            e.contains("Reshape node with output 'y'") && e.contains("no shape"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn changed_defaults_are_written_out() {
+        let (t, _) = up(&one(5, "%x: f32[3]", "%y = Selu(%x)"), 6);
+        assert!(
+            t.contains("alpha=1.6732") && t.contains("gamma=1.0507"),
+            "{t}"
+        );
+        let (t, _) = up(
+            &one(
+                10,
+                "%x: f32[1,1,4,4], %r: f32[1,4], %i: i64[1]",
+                "%y = RoiAlign(%x, %r, %i)",
+            ),
+            16,
+        );
+        assert!(
+            t.contains("coordinate_transformation_mode=\"output_half_pixel\""),
+            "{t}"
+        );
+        let (t, _) = up(
+            &one(
+                16,
+                "%x: f32[1,1,4,4], %g: f32[1,2,2,2]",
+                "%y = GridSample(%x, %g) {mode=\"bicubic\"}",
+            ),
+            20,
+        );
+        assert!(t.contains("mode=\"cubic\""), "{t}");
+        let (t, _) = up(&one(5, "%x: f32[3]", "%y = Cast(%x) {to=\"int64\"}"), 6);
+        assert!(t.contains("to=7"), "{t}");
+        let (t, _) = up(
+            &one(
+                1,
+                "%x: f32[1,1,4,4]",
+                "%y = LpPool(%x) {kernel_shape=[2,2], p=3.0}",
+            ),
+            2,
+        );
+        assert!(t.contains("p=3") && !t.contains("p=3.0"), "{t}");
+        let (t, _) = up(
+            &one(1, "%x: f32[2,2]", "%y = Pad(%x) {paddings=[0,1,0,1]}"),
+            2,
+        );
+        assert!(t.contains("pads=[0, 1, 0, 1]"), "{t}");
+        let (t, r) = up(
+            &one(
+                10,
+                "%x: f32[3], %i: i64[1], %u: f32[1]",
+                "%y = Scatter(%x, %i, %u)",
+            ),
+            11,
+        );
+        assert!(t.contains("ScatterElements(%x, %i, %u)"), "{t}");
+        assert_eq!(r.converted["Scatter"], 1);
+        let (t, _) = up(
+            &one(
+                26,
+                "%a: f16[], %b: f16[], %c: f16[]",
+                "%y = Range(%a, %b, %c)",
+            ),
+            27,
+        );
+        assert!(t.contains("stash_type=10"), "{t}");
+    }
+
+    #[test]
+    fn unconvertible_uses_are_refused_with_the_reason() {
+        let e = refusal(
+            &one(
+                10,
+                "%x: f32[1,1,4,4], %w: f32[1,1,3,3]",
+                "%y = ConvTranspose(%x, %w) {auto_pad=\"SAME_UPPER\", strides=[2,2]}",
+            ),
+            11,
+        );
+        assert!(
+            e.contains("ConvTranspose") && e.contains("at opset 11") && e.contains("SAME_UPPER"),
+            "{e}"
+        );
+        let e = refusal(
+            &one(
+                11,
+                "%x: f32[1,1,2,2], %r: f32[0], %s: f32[4]",
+                "%y = Resize(%x, %r, %s) {coordinate_transformation_mode=\"tf_half_pixel_for_nn\"}",
+            ),
+            13,
+        );
+        assert!(e.contains("tf_half_pixel_for_nn"), "{e}");
+        let e = refusal("opset _=9\ngraph @g(%x: f32[4]) -> (%y, %m) {\n  %y, %m = Dropout(%x)\n  return %y, %m\n}\n", 10);
+        assert!(e.contains("mask"), "{e}");
+        let e = refusal(
+            &one(10, "%x: f32[1,1,4,4], %s: f32[4]", "%y = Resize(%x, %s)"),
+            11,
+        );
+        assert!(e.contains("constant scales"), "{e}");
+        let e = refusal(
+            &one(
+                6,
+                "%x: f32[*], %b: f32[*]",
+                "%y = Add(%x, %b) {broadcast=1, axis=1}",
+            ),
+            7,
+        );
+        assert!(e.contains("ranks"), "{e}");
+        let e = refusal(&one(6, "%x: ?", "%y = Clip(%x) {min=0.0}"), 11);
+        assert!(e.contains("element type"), "{e}");
+        let e = refusal(
+            &one(
+                5,
+                "%x: f32[2,3,4], %r: i64[1], %a: i64[1]",
+                "%y = Tile(%x, %r, %a)",
+            ),
+            6,
+        );
+        assert!(e.contains("Tile") && e.contains("does not convert"), "{e}");
+        let e = refusal(&one(11, "%x: f32[2]", "%y = LayerNormalization(%x)"), 17);
+        assert!(e.contains("does not exist at opset 11"), "{e}");
+    }
+
+    #[test]
+    fn slopes_and_groups_change_layout() {
+        // PRelu-6 with a per-channel slope of a rank-4 input gets [C,1,1].
+        let (t, _) = up(
+            &one(6, "%x: f32[1,3,2,2], %s: f32[3]", "%y = PRelu(%x, %s)"),
+            7,
+        );
+        assert!(t.contains("Unsqueeze(%s) {axes=[1, 2]}"), "{t}");
+        let (t, r) = up(
+            &one(6, "%x: f32[1,3,2,3], %s: f32[3]", "%y = PRelu(%x, %s)"),
+            7,
+        );
+        assert!(r.converted.is_empty(), "NumPy-style already: {t}");
+        // GroupNormalization-18's per-group scale is repeated per channel.
+        let g = "opset _=18\ngraph @g(%x: f32[1,4,2]) -> (%y) {\n  %s = const f32[2] @s [1.0, 2.0]\n  %b = const f32[2] @b [0.5, 0.0]\n  %y = GroupNormalization(%x, %s, %b) {num_groups=2}\n  return %y\n}\n";
+        let mut m = parse_model(g).unwrap();
+        upgrade_opset(&mut m, 21).unwrap();
+        let y = m.graph.outputs[0];
+        let n = m.graph.producer(y).unwrap();
+        let s = m.graph.node(n).inputs[1].unwrap();
+        let vals = edit::const_f64s(&m.graph, s).unwrap();
+        assert_eq!(vals, vec![1.0, 1.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn nodes_are_named_in_errors() {
+        let mut g = Graph::new("g");
+        let (a, _) = g.add_node("Relu", "", vec![], &["out"], vec![]);
+        let (b, _) = g.add_node("Relu", "", vec![], &[], vec![]);
+        g.node_mut(b).name = Some("relu_b".into());
+        let (c, _) = g.add_node("Relu", "", vec![], &[], vec![]);
+        assert_eq!(node_label(&g, a), "with output 'out'");
+        assert_eq!(node_label(&g, b), "'relu_b'");
+        assert_eq!(node_label(&g, c), "#2");
     }
 }

@@ -70,6 +70,7 @@ pub const CONDITIONS: &[(&str, &str, CondFn, &str)] = &[
     ("float", "v", is_float, "?x has a floating-point element type"),
     ("keeps-shape", "v", keeps_shape, "?x has the (known) shape of the matched expression"),
     ("same-shape", "vv", same_shape, "?a and ?b have the same known shape"),
+    ("broadcast-keeps", "vv", broadcast_keeps, "broadcasting ?a with ?b gives ?a's (known) shape"),
     ("broadcast-is-root", "vv", broadcast_is_root, "broadcasting ?a with ?b gives the matched expression's shape"),
     ("scalar", "vb", scalar, "?c is a constant whose elements are all equal; $v is that value (float attribute)"),
     ("positive-scalar", "vb", positive_scalar, "like scalar, and the value is > 0"),
@@ -88,10 +89,7 @@ pub const CONDITIONS: &[(&str, &str, CondFn, &str)] = &[
 
 /// The condition of a name, with its argument kinds.
 pub fn lookup(name: &str) -> Option<(&'static str, CondFn)> {
-    CONDITIONS
-        .iter()
-        .find(|c| c.0 == name)
-        .map(|c| (c.1, c.2))
+    CONDITIONS.iter().find(|c| c.0 == name).map(|c| (c.1, c.2))
 }
 
 /// Names of every condition.
@@ -142,7 +140,10 @@ fn gemm_operands(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
     ) else {
         return false;
     };
-    rank2(&args[0]) && rank2(&args[1]) && c.len() <= 2 && super::lang::broadcast(c, r).is_some_and(|s| dims_equal(&s, r))
+    rank2(&args[0])
+        && rank2(&args[1])
+        && c.len() <= 2
+        && super::lang::broadcast(c, r).is_some_and(|s| dims_equal(&s, r))
 }
 
 fn is_const(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
@@ -162,7 +163,10 @@ fn is_float(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
 }
 
 fn keeps_shape(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
-    match (cx.info(&args[0]).and_then(|i| i.shape.as_ref()), &cx.root_info().shape) {
+    match (
+        cx.info(&args[0]).and_then(|i| i.shape.as_ref()),
+        &cx.root_info().shape,
+    ) {
         (Some(a), Some(b)) => dims_equal(a, b),
         _ => false,
     }
@@ -176,6 +180,16 @@ fn same_shape(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
         (Some(a), Some(b)) => dims_equal(a, b),
         _ => false,
     }
+}
+
+fn broadcast_keeps(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
+    let (Some(a), Some(b)) = (
+        cx.info(&args[0]).and_then(|i| i.shape.as_ref()),
+        cx.info(&args[1]).and_then(|i| i.shape.as_ref()),
+    ) else {
+        return false;
+    };
+    super::lang::broadcast(a, b).is_some_and(|s| dims_equal(&s, a))
 }
 
 fn broadcast_is_root(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
@@ -243,7 +257,10 @@ fn reciprocal(cx: &CondCtx, args: &[CondArg], b: &mut Bindings) -> bool {
 /// The axes of a constant, normalised against `rank`, sorted.
 fn axes_of(cx: &CondCtx, axes: &CondArg, rank: usize) -> Option<Vec<usize>> {
     let v = value(cx, axes)?.to_i64_vec()?;
-    let mut out: Vec<usize> = v.iter().map(|&a| norm_axis(a, rank)).collect::<Option<_>>()?;
+    let mut out: Vec<usize> = v
+        .iter()
+        .map(|&a| norm_axis(a, rank))
+        .collect::<Option<_>>()?;
     out.sort_unstable();
     out.dedup();
     (out.len() == v.len() && !out.is_empty()).then_some(out)
@@ -343,7 +360,8 @@ fn keepdims_reshape(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
         match d {
             -1 => true,
             0 => reduced.get(i).is_some_and(|r| {
-                axes.contains(&i) && r.as_fixed() == Some(1) || !axes.contains(&i) && *r == &shape[i]
+                axes.contains(&i) && r.as_fixed() == Some(1)
+                    || !axes.contains(&i) && *r == &shape[i]
             }),
             d => want == Some(d),
         }
@@ -389,7 +407,11 @@ fn norm_param(cx: &CondCtx, args: &[CondArg], b: &mut Bindings) -> bool {
     let Some(v) = w.value.as_deref() else {
         return false;
     };
-    let Some(target): Option<Vec<usize>> = tail.iter().map(|d| d.as_fixed().map(|n| n as usize)).collect() else {
+    let Some(target): Option<Vec<usize>> = tail
+        .iter()
+        .map(|d| d.as_fixed().map(|n| n as usize))
+        .collect()
+    else {
         return false;
     };
     let Some(t) = reshape_broadcast(v, &target) else {
@@ -474,7 +496,8 @@ fn moved_param(cx: &CondCtx, args: &[CondArg], b: &mut Bindings) -> bool {
     ) else {
         return false;
     };
-    let Some(Bound::Attr(AttrValue::Ints(perm))) = bind_name(&args[2]).and_then(|n| b.get(n)) else {
+    let Some(Bound::Attr(AttrValue::Ints(perm))) = bind_name(&args[2]).and_then(|n| b.get(n))
+    else {
         return false;
     };
     let axis = *perm.last().expect("rank >= 1") as usize;
@@ -529,7 +552,10 @@ mod tests {
         assert_eq!(names.len(), CONDITIONS.len());
         let readme = include_str!("../../../passes/README.md");
         for n in names {
-            assert!(readme.contains(&format!("`{n}`")), "passes/README.md does not document '{n}'");
+            assert!(
+                readme.contains(&format!("`{n}`")),
+                "passes/README.md does not document '{n}'"
+            );
         }
     }
 }

@@ -85,7 +85,9 @@ pub fn node_cost(eg: &FuseGraph, id: Id, node: &ONode) -> f64 {
                     return LAUNCH * 0.1
                 }
                 // Reductions read their input and write a small output.
-                o if super::lang::is_reduce(o) => children.first().map(|&c| elems(&eg[c].data)).unwrap_or(0.0),
+                o if super::lang::is_reduce(o) => {
+                    children.first().map(|&c| elems(&eg[c].data)).unwrap_or(0.0)
+                }
                 o => elems(out) * flops_per_elem(o),
             };
             LAUNCH + inputs + bytes(out) + FLOP_WEIGHT * work
@@ -105,7 +107,9 @@ impl CostFunction<ONode> for KernelCost<'_> {
         C: FnMut(Id) -> f64,
     {
         let id = self.eg.lookup(enode.clone());
-        let own = id.map(|id| node_cost(self.eg, id, enode)).unwrap_or(f64::INFINITY);
+        let own = id
+            .map(|id| node_cost(self.eg, id, enode))
+            .unwrap_or(f64::INFINITY);
         enode.fold(own, |acc, c| acc + costs(c))
     }
 }
@@ -196,7 +200,12 @@ pub fn exact(eg: &FuseGraph, roots: &[Id], start: Choice, limit: u64) -> (Choice
         .collect();
     let combos: f64 = options.iter().map(|(_, v)| v.len() as f64).product();
     if combos > limit as f64 {
-        return (start, ExactOutcome::TooLarge { combinations: combos });
+        return (
+            start,
+            ExactOutcome::TooLarge {
+                combinations: combos,
+            },
+        );
     }
     let mut best = start.clone();
     let mut best_cost = dag_cost(eg, roots, &start).unwrap_or(f64::INFINITY);
@@ -231,5 +240,10 @@ pub fn exact(eg: &FuseGraph, roots: &[Id], start: Choice, limit: u64) -> (Choice
             break;
         }
     }
-    (best, ExactOutcome::Exact { combinations: count })
+    (
+        best,
+        ExactOutcome::Exact {
+            combinations: count,
+        },
+    )
 }

@@ -191,6 +191,10 @@ pub struct Info {
     pub shape: Option<Vec<Dim>>,
     /// The value of a constant e-class.
     pub value: Option<Arc<TensorValue>>,
+    /// The elements of a 1-D integer tensor that holds a shape, as dims
+    /// (`Shape(x)` gives `x`'s dims, symbolic ones included), followed through
+    /// Cast, Slice, Gather and Concat.
+    pub dims_value: Option<Vec<Dim>>,
 }
 
 /// The analysis: region tables plus per-class [`Info`].
@@ -286,16 +290,21 @@ pub fn attr_value_text(v: &AttrValue) -> String {
         AttrValue::String(s) => q(s),
         AttrValue::Ints(v) => format!(
             "[{}]",
-            v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+            v.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
         ),
         AttrValue::Floats(v) => format!(
             "[{}]",
-            v.iter().map(|x| float_text(*x)).collect::<Vec<_>>().join(",")
+            v.iter()
+                .map(|x| float_text(*x))
+                .collect::<Vec<_>>()
+                .join(",")
         ),
-        AttrValue::Strings(v) => format!(
-            "[{}]",
-            v.iter().map(|x| q(x)).collect::<Vec<_>>().join(",")
-        ),
+        AttrValue::Strings(v) => {
+            format!("[{}]", v.iter().map(|x| q(x)).collect::<Vec<_>>().join(","))
+        }
         other => format!("{other:?}"),
     }
 }
@@ -334,21 +343,74 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Option<Vec<Dim>> {
 
 /// Ops whose output has the shape and type of their first input.
 const SAME_AS_FIRST: &[&str] = &[
-    "Relu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs", "Erf",
-    "Softplus", "Softsign", "Elu", "Selu", "Celu", "LeakyRelu", "HardSigmoid", "HardSwish",
-    "Mish", "Gelu", "Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization", "Clip",
-    "Identity", "Sin", "Cos", "Floor", "Ceil", "Round", "Sign", "FastGelu",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Reciprocal",
+    "Neg",
+    "Abs",
+    "Erf",
+    "Softplus",
+    "Softsign",
+    "Elu",
+    "Selu",
+    "Celu",
+    "LeakyRelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Mish",
+    "Gelu",
+    "Softmax",
+    "LogSoftmax",
+    "LayerNormalization",
+    "RMSNormalization",
+    "Clip",
+    "Identity",
+    "Sin",
+    "Cos",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "FastGelu",
 ];
 
 /// Elementwise ops with broadcasting; comparisons give bool.
 const BROADCASTING: &[&str] = &[
-    "Add", "Sub", "Mul", "Div", "Pow", "Min", "Max", "Sum", "Mean", "PRelu", "Where", "Equal",
-    "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Min",
+    "Max",
+    "Sum",
+    "Mean",
+    "PRelu",
+    "Where",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "And",
+    "Or",
 ];
 
 const REDUCE: &[&str] = &[
-    "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2",
-    "ReduceSumSquare", "ReduceLogSumExp", "ReduceL1", "ReduceLogSum",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL2",
+    "ReduceSumSquare",
+    "ReduceLogSumExp",
+    "ReduceL1",
+    "ReduceLogSum",
 ];
 
 /// Whether `op` is one of the reductions (axes as an input in the e-graph).
@@ -375,10 +437,15 @@ impl egg::Analysis<ONode> for Region {
         match enode {
             ONode::Const { id, .. } => {
                 let v = r.consts[*id as usize].clone();
+                let dims_value = (v.shape().len() <= 1 && !is_float_dtype(v.dtype()))
+                    .then(|| v.to_i64_vec())
+                    .flatten()
+                    .map(|xs| xs.into_iter().map(Dim::fixed).collect());
                 Info {
                     dtype: Some(v.dtype()),
                     shape: Some(v.shape().iter().map(|&d| Dim::fixed(d as i64)).collect()),
                     value: Some(v),
+                    dims_value,
                 }
             }
             ONode::Leaf(name) => r.leaf_info.get(name).cloned().unwrap_or_default(),
@@ -395,8 +462,13 @@ impl egg::Analysis<ONode> for Region {
                     let k = kid(0).cloned().unwrap_or_default();
                     return Info {
                         value: None,
+                        dims_value: None,
                         ..k
                     };
+                }
+                let kid_infos: Vec<&Info> = children.iter().map(|&c| &egraph[c].data).collect();
+                if let Some(info) = shape_op_info(op, attr_list, r.opset, &kid_infos) {
+                    return info;
                 }
                 if BROADCASTING.contains(&op) {
                     let first = if op == "Where" { 1 } else { 0 };
@@ -415,13 +487,15 @@ impl egg::Analysis<ONode> for Region {
                     return Info {
                         dtype,
                         shape,
-                        value: None,
+                        ..Info::default()
                     };
                 }
                 if is_reduce(op) {
                     let k = kid(0).cloned().unwrap_or_default();
                     let keep = attr_int(attr_list, "keepdims").unwrap_or(1) != 0;
-                    let axes = kid(1).and_then(|a| a.value.as_ref()).and_then(|v| v.to_i64_vec());
+                    let axes = kid(1)
+                        .and_then(|a| a.value.as_ref())
+                        .and_then(|v| v.to_i64_vec());
                     let shape = match (&k.shape, axes) {
                         (Some(s), Some(axes)) if !axes.is_empty() => {
                             let ax: Option<Vec<usize>> =
@@ -442,7 +516,7 @@ impl egg::Analysis<ONode> for Region {
                     return Info {
                         dtype: k.dtype,
                         shape,
-                        value: None,
+                        ..Info::default()
                     };
                 }
                 Info::default()
@@ -479,6 +553,12 @@ impl egg::Analysis<ONode> for Region {
             }
             _ => {}
         }
+        if a.dims_value.is_none() && b.dims_value.is_some() {
+            a.dims_value = b.dims_value;
+            changed_a = true;
+        } else if a.dims_value.is_some() && b.dims_value.is_none() {
+            changed_b = true;
+        }
         if a.value.is_none() && b.value.is_some() {
             a.value = b.value;
             changed_a = true;
@@ -487,6 +567,88 @@ impl egg::Analysis<ONode> for Region {
         }
         DidMerge(changed_a, changed_b)
     }
+}
+
+fn is_float_dtype(d: DType) -> bool {
+    matches!(d, DType::F32 | DType::F64 | DType::F16 | DType::BF16)
+}
+
+fn attr_ints(attrs: &[Attr], name: &str) -> Option<Vec<i64>> {
+    match &attrs.iter().find(|a| a.name == name)?.value {
+        AttrValue::Ints(v) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// Shapes of the ops that move shapes around (Shape, Cast, Slice, Gather, Concat,
+/// Expand, Reshape, MatMul, Transpose), with the dims a shape tensor holds
+/// ([`crate::ops::shape_values`]). This is what lets conditions see
+/// `[batch,512,256]` through an exporter's `Expand(x, Concat(Slice(Shape(input)), ...))`.
+fn shape_op_info<'a>(op: &str, attrs: &[Attr], opset: i64, kids: &[&'a Info]) -> Option<Info> {
+    let shape_of = |i: usize| kids.get(i).and_then(|k| k.shape.clone());
+    let shapes: Vec<Option<Vec<Dim>>> = kids.iter().map(|k| k.shape.clone()).collect();
+    let values: Vec<Option<Vec<Dim>>> = kids.iter().map(|k| k.dims_value.clone()).collect();
+    let dims_value = crate::ops::shape_values::propagate(op, attrs, opset, &shapes, &values);
+    let first = kids.first().copied().cloned().unwrap_or_default();
+    let shape = match op {
+        "Shape" | "Concat" | "Slice" | "Gather" | "Unsqueeze" | "Squeeze"
+            if dims_value.is_some() =>
+        {
+            let n = dims_value.as_ref().map(|d| d.len() as i64).unwrap_or(0);
+            if op == "Gather"
+                && kids
+                    .get(1)
+                    .and_then(|k| k.shape.as_ref())
+                    .is_some_and(|s| s.is_empty())
+            {
+                Some(vec![])
+            } else if matches!(op, "Squeeze") && first.shape.as_ref().is_some_and(|s| s.len() == 1)
+            {
+                Some(vec![])
+            } else {
+                Some(vec![Dim::fixed(n)])
+            }
+        }
+        "Cast" => first.shape.clone(),
+        "Expand" => first
+            .shape
+            .as_ref()
+            .zip(values.get(1).cloned().flatten())
+            .and_then(|(s, t)| broadcast(s, &t)),
+        "Reshape" => first
+            .shape
+            .as_ref()
+            .zip(values.get(1).cloned().flatten())
+            .and_then(|(s, t)| crate::ops::shape_values::reshape_dims(s, &t)),
+        "MatMul" => {
+            let (a, b) = (shape_of(0)?, shape_of(1)?);
+            if a.len() < 2 || b.len() < 2 {
+                return None;
+            }
+            let mut out = broadcast(&a[..a.len() - 2], &b[..b.len() - 2])?;
+            out.push(a[a.len() - 2].clone());
+            out.push(b[b.len() - 1].clone());
+            Some(out)
+        }
+        "Transpose" => {
+            let s = shape_of(0)?;
+            let perm =
+                attr_ints(attrs, "perm").unwrap_or_else(|| (0..s.len() as i64).rev().collect());
+            perm.iter().map(|&p| s.get(p as usize).cloned()).collect()
+        }
+        _ => return None,
+    };
+    let dtype = match op {
+        "Shape" => Some(DType::I64),
+        "Cast" => attr_int(attrs, "to").map(|c| DType::from_onnx(c as i32)),
+        _ => first.dtype,
+    };
+    Some(Info {
+        dtype,
+        shape,
+        value: None,
+        dims_value,
+    })
 }
 
 /// The e-graph of a region.

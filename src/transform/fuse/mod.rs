@@ -178,6 +178,32 @@ pub fn saturate_and_extract(
         }
     }
     let eg = runner.egraph;
+    if std::env::var_os("MODC_FUSE_DUMP").is_some() {
+        for c in eg.classes() {
+            let shape = c.data.shape.as_ref().map(|s| {
+                s.iter()
+                    .map(|d| match &d.value {
+                        crate::ir::types::DimValue::Fixed(n) => n.to_string(),
+                        crate::ir::types::DimValue::Param(p) => p.clone(),
+                        crate::ir::types::DimValue::Unknown => "?".into(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+            let nodes: Vec<String> = c
+                .nodes
+                .iter()
+                .map(|n| format!("{n}{:?}", egg::Language::children(n)))
+                .collect();
+            eprintln!(
+                "{} [{}] {:?}: {}",
+                c.id,
+                shape.unwrap_or("*".into()),
+                c.data.dims_value.as_ref().map(|d| d.len()),
+                nodes.join(" | ")
+            );
+        }
+    }
     stats.egraph_nodes = eg.total_number_of_nodes();
     let built = region::Built { eg, ..built };
     let roots: Vec<egg::Id> = built.roots.iter().map(|r| r.1).collect();
@@ -243,7 +269,8 @@ impl Pass for Fuse {
         }
         if stats.region_nodes > 0 {
             let where_ = if cx.depth > 0 { " (subgraph)" } else { "" };
-            cx.details.push(format!("{}{where_}: {}", self.name(), stats.summary()));
+            cx.details
+                .push(format!("{}{where_}: {}", self.name(), stats.summary()));
         }
         Ok(changed)
     }
@@ -252,4 +279,3 @@ impl Pass for Fuse {
 fn group_kernels(_g: &mut Graph, _set: &rules::RuleSet) -> usize {
     0 // WIRE-ME
 }
-

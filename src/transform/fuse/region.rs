@@ -24,8 +24,14 @@ use std::collections::{HashMap, HashSet};
 const CONST_MAX_ELEMS: u64 = 1 << 16;
 
 const EXCLUDED: &[&str] = &[
-    "Constant", "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
-    "Multinomial", "Bernoulli", "Dropout",
+    "Constant",
+    "RandomNormal",
+    "RandomNormalLike",
+    "RandomUniform",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+    "Dropout",
 ];
 
 /// A converted region.
@@ -58,7 +64,7 @@ fn info_of(ty: &Option<Type>) -> Info {
         Some((dtype, shape)) => Info {
             dtype: Some(dtype),
             shape: shape.map(|s| s.dims.clone()),
-            value: None,
+            ..Info::default()
         },
         None => Info::default(),
     }
@@ -76,7 +82,10 @@ fn axes_is_input(op: &str, opset: i64) -> bool {
 /// Builds the e-graph of `g`'s region; `None` when the region is empty.
 pub fn build(g: &Graph, opset: i64) -> Option<Built> {
     let order = g.topo_order().ok()?;
-    let nodes: Vec<NodeId> = order.into_iter().filter(|&n| in_region(g.node(n))).collect();
+    let nodes: Vec<NodeId> = order
+        .into_iter()
+        .filter(|&n| in_region(g.node(n)))
+        .collect();
     if nodes.is_empty() {
         return None;
     }
@@ -93,8 +102,12 @@ pub fn build(g: &Graph, opset: i64) -> Option<Built> {
         let Some(v) = v else {
             return eg.add(ONode::Leaf(Symbol::from("")));
         };
-        let small = edit::const_tensor(g, v)
-            .is_some_and(|t| t.dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).is_some_and(|n| n <= CONST_MAX_ELEMS));
+        let small = edit::const_tensor(g, v).is_some_and(|t| {
+            t.dims
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+                .is_some_and(|n| n <= CONST_MAX_ELEMS)
+        });
         if small {
             if let Some(t) = edit::const_value(g, v) {
                 let node = eg.analysis.intern_const(t);
@@ -124,7 +137,8 @@ pub fn build(g: &Graph, opset: i64) -> Option<Built> {
             if let Some(pos) = attrs.iter().position(|a| a.name == "axes") {
                 let a = attrs.remove(pos);
                 if let AttrValue::Ints(axes) = &a.value {
-                    let t = crate::interp::value::TensorValue::from_i64(&[axes.len()], axes.clone());
+                    let t =
+                        crate::interp::value::TensorValue::from_i64(&[axes.len()], axes.clone());
                     let c = eg.analysis.intern_const(t);
                     kids.truncate(1);
                     kids.push(eg.add(c));
@@ -134,7 +148,9 @@ pub fn build(g: &Graph, opset: i64) -> Option<Built> {
                 attrs.push(Attr::new("keepdims", AttrValue::Int(1)));
             }
             let has_axes = kids.len() > 1;
-            attrs.retain(|a| !(a.name == "noop_with_empty_axes" && (has_axes || a.value.as_int() == Some(0))));
+            attrs.retain(|a| {
+                !(a.name == "noop_with_empty_axes" && (has_axes || a.value.as_int() == Some(0)))
+            });
         }
         let sym = eg.analysis.intern_attrs(attrs);
         let enode = ONode::op(&node.op_type, "", sym, kids);
@@ -219,7 +235,13 @@ impl Writer<'_> {
                 if name.as_str().is_empty() {
                     None
                 } else {
-                    Some(*self.b.leaves.get(name).ok_or_else(|| WriteError(format!("unknown leaf {name}")))?)
+                    Some(
+                        *self
+                            .b
+                            .leaves
+                            .get(name)
+                            .ok_or_else(|| WriteError(format!("unknown leaf {name}")))?,
+                    )
                 }
             }
             ONode::Const { id, .. } => Some(match self.b.const_values.get(id) {
@@ -247,13 +269,21 @@ impl Writer<'_> {
                     .get(attrs)
                     .cloned()
                     .unwrap_or_default();
-                if domain.as_str().is_empty() && is_reduce(op.as_str()) && !axes_is_input(op.as_str(), self.opset) {
+                if domain.as_str().is_empty()
+                    && is_reduce(op.as_str())
+                    && !axes_is_input(op.as_str(), self.opset)
+                {
                     if inputs.len() > 1 {
                         let axes = inputs
                             .pop()
                             .flatten()
                             .and_then(|a| edit::const_i64s(self.g, a))
-                            .ok_or_else(|| WriteError(format!("{op}: axes are not constant at opset {}", self.opset)))?;
+                            .ok_or_else(|| {
+                                WriteError(format!(
+                                    "{op}: axes are not constant at opset {}",
+                                    self.opset
+                                ))
+                            })?;
                         attr_list.push(Attr::new("axes", AttrValue::Ints(axes)));
                     }
                     if op.as_str() != "ReduceSum" || self.opset < 13 {
@@ -264,15 +294,25 @@ impl Writer<'_> {
                 while inputs.len() > 1 && inputs.last() == Some(&None) {
                     inputs.pop();
                 }
-                let out = match self.spare.get_mut(&c).and_then(|s| if s.is_empty() { None } else { Some(s.remove(0)) }) {
+                let out = match self.spare.get_mut(&c).and_then(|s| {
+                    if s.is_empty() {
+                        None
+                    } else {
+                        Some(s.remove(0))
+                    }
+                }) {
                     Some(v) => v,
                     None => {
-                        let name = self.names.fresh(&format!("{}_fused", op.as_str().to_lowercase()));
+                        let name = self
+                            .names
+                            .fresh(&format!("{}_fused", op.as_str().to_lowercase()));
                         let v = self.g.add_value(Value::new(&name, ValueDef::Outer));
                         let data = &self.b.eg[c].data;
                         if let (Some(dt), Some(shape)) = (data.dtype, &data.shape) {
-                            self.g.value_mut(v).ty =
-                                Some(Type::tensor(dt, crate::ir::types::Shape::from_dims(shape.clone())));
+                            self.g.value_mut(v).ty = Some(Type::tensor(
+                                dt,
+                                crate::ir::types::Shape::from_dims(shape.clone()),
+                            ));
                         }
                         v
                     }
@@ -293,7 +333,12 @@ impl Writer<'_> {
 }
 
 /// Replaces the region by the chosen nodes. Returns the number of nodes written.
-pub fn write_back(g: &mut Graph, b: &Built, choice: &Choice, opset: i64) -> Result<usize, WriteError> {
+pub fn write_back(
+    g: &mut Graph,
+    b: &Built,
+    choice: &Choice,
+    opset: i64,
+) -> Result<usize, WriteError> {
     let mut spare: HashMap<Id, Vec<ValueId>> = HashMap::new();
     for &(v, id) in &b.roots {
         spare.entry(b.eg.find(id)).or_default().push(v);

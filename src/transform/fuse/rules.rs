@@ -111,9 +111,18 @@ pub struct RuleSet {
 
 /// The rule files shipped with modc, by name.
 pub const BUILTIN_RULES: &[(&str, &str)] = &[
-    ("algebra.rules", include_str!("../../../passes/algebra.rules")),
-    ("recognize.rules", include_str!("../../../passes/recognize.rules")),
-    ("contrib.rules", include_str!("../../../passes/contrib.rules")),
+    (
+        "algebra.rules",
+        include_str!("../../../passes/algebra.rules"),
+    ),
+    (
+        "recognize.rules",
+        include_str!("../../../passes/recognize.rules"),
+    ),
+    (
+        "contrib.rules",
+        include_str!("../../../passes/contrib.rules"),
+    ),
     ("fusion.rules", include_str!("../../../passes/fusion.rules")),
 ];
 
@@ -265,7 +274,9 @@ impl Lexer<'_> {
                     Ok(Pat::Var(w.clone()))
                 } else if let Some(b) = w.strip_prefix('$') {
                     if !rhs {
-                        return Err(self.err(format!("${b}: computed values only go on the right side")));
+                        return Err(
+                            self.err(format!("${b}: computed values only go on the right side"))
+                        );
                     }
                     Ok(Pat::Bind(b.to_string()))
                 } else if let Ok(n) = w.parse::<f64>() {
@@ -276,7 +287,9 @@ impl Lexer<'_> {
                     }
                     Ok(Pat::Num(n))
                 } else {
-                    Err(self.err(format!("expected '(', ?var, $value or a number, found '{w}'")))
+                    Err(self.err(format!(
+                        "expected '(', ?var, $value or a number, found '{w}'"
+                    )))
                 }
             }
             Some(Tok::Close) => Err(self.err("unexpected ')'")),
@@ -387,10 +400,14 @@ pub fn parse_rules(file: &str, text: &str) -> Result<RuleSet, RuleError> {
                 }
                 let lhs = lx.pattern(false)?;
                 if !matches!(lhs, Pat::Op { .. }) {
-                    return Err(lx.err(format!("rule '{name}': the left side must be an op pattern")));
+                    return Err(lx.err(format!(
+                        "rule '{name}': the left side must be an op pattern"
+                    )));
                 }
                 if lx.next() != Some(Tok::Arrow) {
-                    return Err(lx.err(format!("rule '{name}': expected '=>' after the left pattern")));
+                    return Err(lx.err(format!(
+                        "rule '{name}': expected '=>' after the left pattern"
+                    )));
                 }
                 let rhs = lx.pattern(true)?;
                 let mut conds = Vec::new();
@@ -461,7 +478,9 @@ fn parse_cond(lx: &mut Lexer) -> Result<Cond, RuleError> {
             Some(Tok::Close) => break,
             Some(Tok::Word(w)) => {
                 if w.starts_with('?') {
-                    args.push(CondArg::Var(w.parse().map_err(|_| lx.err(format!("bad variable {w}")))?));
+                    args.push(CondArg::Var(
+                        w.parse().map_err(|_| lx.err(format!("bad variable {w}")))?,
+                    ));
                 } else if let Some(b) = w.strip_prefix('$') {
                     args.push(CondArg::Bind(b.to_string()));
                 } else if let Ok(n) = w.parse::<f64>() {
@@ -517,7 +536,13 @@ fn pat_vars(p: &Pat, vars: &mut Vec<String>, binds: &mut Vec<String>) {
     }
 }
 
-fn check_vars(lx: &Lexer, name: &str, lhs: &Pat, rhs: &Pat, conds: &[Cond]) -> Result<(), RuleError> {
+fn check_vars(
+    lx: &Lexer,
+    name: &str,
+    lhs: &Pat,
+    rhs: &Pat,
+    conds: &[Cond],
+) -> Result<(), RuleError> {
     let (mut lv, mut lb) = (vec![], vec![]);
     pat_vars(lhs, &mut lv, &mut lb);
     let (mut rv, mut rb) = (vec![], vec![]);
@@ -546,7 +571,9 @@ fn check_vars(lx: &Lexer, name: &str, lhs: &Pat, rhs: &Pat, conds: &[Cond]) -> R
         })
         .collect();
     if let Some(b) = rb.iter().find(|b| !made.contains(b)) {
-        return Err(lx.err(format!("rule '{name}': ${b} is not computed by any condition")));
+        return Err(lx.err(format!(
+            "rule '{name}': ${b} is not computed by any condition"
+        )));
     }
     Ok(())
 }
@@ -568,7 +595,9 @@ fn attr_of(name: &str, lit: &AttrLit, b: &Bindings) -> Option<Attr> {
 /// Compiles the left side to an egg pattern.
 fn lhs_ast(p: &Pat, region: &mut Region, out: &mut PatternAst<ONode>) -> Id {
     match p {
-        Pat::Var(v) => out.add(ENodeOrVar::Var(v.parse::<Var>().expect("checked by the parser"))),
+        Pat::Var(v) => out.add(ENodeOrVar::Var(
+            v.parse::<Var>().expect("checked by the parser"),
+        )),
         Pat::Num(n) => out.add(ENodeOrVar::ENode(ONode::Const {
             id: PATTERN_CONST,
             splat: Some(Num::new(*n)),
@@ -729,7 +758,12 @@ impl egg::Searcher<ONode, Region> for PatternSearcher {
         limit: usize,
     ) -> Option<egg::SearchMatches<'_, ONode>> {
         let root = Id::from(self.ast.as_ref().len() - 1);
-        let mut substs = self.match_at(eg, root, eclass, vec![Subst::with_capacity(self.vars.len())]);
+        let mut substs = self.match_at(
+            eg,
+            root,
+            eclass,
+            vec![Subst::with_capacity(self.vars.len())],
+        );
         substs.dedup();
         substs.truncate(limit);
         (!substs.is_empty()).then_some(egg::SearchMatches {
@@ -739,7 +773,11 @@ impl egg::Searcher<ONode, Region> for PatternSearcher {
         })
     }
 
-    fn search_with_limit(&self, eg: &FuseGraph, limit: usize) -> Vec<egg::SearchMatches<'_, ONode>> {
+    fn search_with_limit(
+        &self,
+        eg: &FuseGraph,
+        limit: usize,
+    ) -> Vec<egg::SearchMatches<'_, ONode>> {
         let root = self.ast.as_ref().last().expect("a pattern has a root");
         let ENodeOrVar::ENode(n) = root else {
             return vec![];
@@ -799,7 +837,8 @@ mod tests {
         let e = parse_rules("x.rules", "# c\nrule a-b\n  (Mul ?x 1) => ?y\n").unwrap_err();
         assert_eq!(e.line, 3);
         assert!(e.to_string().starts_with("x.rules:3:"), "{e}");
-        let e = parse_rules("x.rules", "rule a\n (Mul ?x ?c) => ?x\n if (no-such ?c)\n").unwrap_err();
+        let e =
+            parse_rules("x.rules", "rule a\n (Mul ?x ?c) => ?x\n if (no-such ?c)\n").unwrap_err();
         assert!(e.to_string().contains("unknown condition 'no-such'"), "{e}");
         let e = parse_rules("x.rules", "rule A\n (Mul ?x ?c) => ?x\n").unwrap_err();
         assert!(e.to_string().contains("kebab-case"), "{e}");
@@ -807,7 +846,11 @@ mod tests {
         assert!(e.to_string().contains("expected '=>'"), "{e}");
         let e = parse_rules("x.rules", "rule a\n (Mul ?x ?c) => (Add ?x 1)\n").unwrap_err();
         assert!(e.to_string().contains("right side"), "{e}");
-        let e = parse_rules("x.rules", "rule a\n (Mul ?x ?c) => (Gelu{approximate=$a} ?x)\n").unwrap_err();
+        let e = parse_rules(
+            "x.rules",
+            "rule a\n (Mul ?x ?c) => (Gelu{approximate=$a} ?x)\n",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("$a is not computed"), "{e}");
     }
 

@@ -12,15 +12,13 @@
 //! New nodes are written in the target opset's form (an Unsqueeze at 13 or later
 //! takes its axes as an input).
 
+use super::node_edit::{float_tensor, NodeEdit};
 use crate::interp::value::TensorValue;
 use crate::ir::attr::{Attr, AttrValue};
 use crate::ir::dtype::DType;
-use crate::ir::graph::{Graph, Node, NodeId, ValueId};
-use crate::pass::edit::{self, NameGen};
+use crate::ir::graph::{Node, ValueId};
+use crate::pass::edit;
 use bytes::Bytes;
-use half::{bf16, f16};
-use ndarray::{ArrayD, IxDyn};
-use std::collections::HashMap;
 
 /// What a conversion did to the node.
 #[derive(Debug, PartialEq)]
@@ -54,224 +52,48 @@ fn changed(c: bool) -> Outcome {
     }
 }
 
-/// One node being converted, with what the conversions need around it.
-pub(super) struct NodeEdit<'a> {
-    pub g: &'a mut Graph,
-    /// The same graph after shape inference (value ids match), for types the
-    /// graph does not declare.
-    pub twin: Option<&'a Graph>,
-    pub twin_values: usize,
-    pub id: NodeId,
-    pub names: &'a mut NameGen,
-    pub target: i64,
-    /// Emit constants as Constant nodes (function bodies, IR < 4) rather than
-    /// initializers.
-    pub const_nodes: bool,
-    /// Use counts of the graph's values (node inputs, graph outputs, subgraph reads).
-    pub uses: &'a HashMap<ValueId, usize>,
-    /// Set when an output slot was dropped (value_info needs tidying).
-    pub dropped_outputs: bool,
-}
-
-impl NodeEdit<'_> {
-    fn node(&self) -> &Node {
-        self.g.node(self.id)
-    }
-    fn node_mut(&mut self) -> &mut Node {
-        self.g.node_mut(self.id)
-    }
-    fn input(&self, i: usize) -> Option<ValueId> {
-        self.node().inputs.get(i).copied().flatten()
-    }
-    fn set_input(&mut self, i: usize, v: Option<ValueId>) {
-        let ins = &mut self.node_mut().inputs;
-        if ins.len() <= i {
-            ins.resize(i + 1, None);
-        }
-        ins[i] = v;
-    }
-    /// A base for new value names: the node's first output.
-    fn base(&self, what: &str) -> String {
-        let stem = self
-            .node()
-            .outputs
-            .iter()
-            .flatten()
-            .next()
-            .map(|&v| self.g.value(v).name.clone())
-            .unwrap_or_else(|| self.node().op_type.to_lowercase());
-        format!("{stem}_{what}")
-    }
-
-    fn attr(&self, name: &str) -> Option<&Attr> {
-        self.node().attr(name)
-    }
-    fn has_attr(&self, name: &str) -> bool {
-        self.attr(name).is_some()
-    }
-    /// Removes an attribute that no longer exists; true if it was there.
-    fn drop_attr(&mut self, name: &str) -> bool {
-        let attrs = &mut self.node_mut().attrs;
-        let before = attrs.len();
-        attrs.retain(|a| a.name != name);
-        attrs.len() != before
-    }
-    fn set_attr(&mut self, name: &str, value: AttrValue) {
-        let attrs = &mut self.node_mut().attrs;
-        match attrs.iter_mut().find(|a| a.name == name) {
-            Some(a) => {
-                a.value = value;
-                a.ref_attr_name = None;
-            }
-            None => attrs.push(Attr::new(name, value)),
-        }
-    }
-    /// The attribute's value when it is a literal (not a reference to a function
-    /// attribute, which a conversion cannot read).
-    fn literal(&self, name: &str) -> Result<Option<&AttrValue>, Refusal> {
-        match self.attr(name) {
-            None => Ok(None),
-            Some(a) => match &a.ref_attr_name {
-                Some(r) => refuse(format!(
-                    "attribute '{name}' refers to the function attribute '{r}'"
-                )),
-                None => Ok(Some(&a.value)),
-            },
-        }
-    }
-    fn int_attr(&self, name: &str) -> Result<Option<i64>, Refusal> {
-        match self.literal(name)? {
-            None => Ok(None),
-            Some(AttrValue::Int(i)) => Ok(Some(*i)),
-            Some(v) => refuse(kind_error(name, v, "int")),
-        }
-    }
-    fn float_attr(&self, name: &str) -> Result<Option<f32>, Refusal> {
-        match self.literal(name)? {
-            None => Ok(None),
-            Some(AttrValue::Float(f)) => Ok(Some(*f)),
-            Some(AttrValue::Int(i)) => Ok(Some(*i as f32)),
-            Some(v) => refuse(kind_error(name, v, "float")),
-        }
-    }
-    fn ints_attr(&self, name: &str) -> Result<Option<Vec<i64>>, Refusal> {
-        match self.literal(name)? {
-            None => Ok(None),
-            Some(AttrValue::Ints(v)) => Ok(Some(v.clone())),
-            Some(v) => refuse(kind_error(name, v, "ints")),
-        }
-    }
-    fn floats_attr(&self, name: &str) -> Result<Option<Vec<f32>>, Refusal> {
-        match self.literal(name)? {
-            None => Ok(None),
-            Some(AttrValue::Floats(v)) => Ok(Some(v.clone())),
-            Some(v) => refuse(kind_error(name, v, "floats")),
-        }
-    }
-    fn str_attr(&self, name: &str) -> Result<Option<String>, Refusal> {
-        match self.literal(name)? {
-            None => Ok(None),
-            Some(AttrValue::String(s)) => Ok(Some(String::from_utf8_lossy(s).into_owned())),
-            Some(v) => refuse(kind_error(name, v, "string")),
-        }
-    }
-
-    fn declared_type(&self, v: ValueId) -> Option<&crate::ir::types::Type> {
-        self.g.value(v).ty.as_ref().or_else(|| {
-            self.twin
-                .filter(|_| (v.0 as usize) < self.twin_values)
-                .and_then(|t| t.value(v).ty.as_ref())
-        })
-    }
-    fn dtype(&self, v: ValueId) -> Option<DType> {
-        if let Some((d, _)) = self.declared_type(v).and_then(|t| t.as_tensor()) {
-            return Some(d);
-        }
-        edit::const_value(self.g, v).map(|t| t.dtype())
-    }
-    /// Dimensions (None where not a fixed number), when the rank is known.
-    fn dims(&self, v: ValueId) -> Option<Vec<Option<i64>>> {
-        if let Some((_, Some(s))) = self.declared_type(v).and_then(|t| t.as_tensor()) {
-            return Some(s.dims.iter().map(|d| d.as_fixed()).collect());
-        }
-        edit::const_value(self.g, v).map(|t| t.shape().iter().map(|&d| Some(d as i64)).collect())
-    }
-    fn rank(&self, v: ValueId) -> Option<usize> {
-        self.dims(v).map(|d| d.len())
-    }
-    fn is_used(&self, v: ValueId) -> bool {
-        self.uses.get(&v).copied().unwrap_or(0) > 0
-    }
-
-    /// Adds a constant (an initializer, or a Constant node where initializers are
-    /// not allowed) named after the node's output.
-    fn add_const(&mut self, what: &str, t: TensorValue) -> ValueId {
-        let base = self.base(what);
-        if !self.const_nodes {
-            return edit::add_const_value(self.g, self.names, &base, &t);
-        }
-        let name = self.names.fresh(&base);
-        let tensor = t.to_tensor(&name);
-        let attrs = vec![Attr::new("value", AttrValue::Tensor(tensor))];
-        let (_, outs) = self.g.add_node("Constant", "", vec![], &[&name], attrs);
-        outs[0]
-    }
-    fn const_i64s(&mut self, what: &str, v: &[i64]) -> ValueId {
-        self.add_const(what, TensorValue::from_i64(&[v.len()], v.to_vec()))
-    }
-    fn add_node(&mut self, op: &str, inputs: Vec<Option<ValueId>>, attrs: Vec<Attr>, what: &str) -> ValueId {
-        let base = self.base(what);
-        edit::add_node1(self.g, self.names, op, inputs, attrs, &base).1
-    }
-    /// `Unsqueeze(x, axes)` in the target opset's form.
-    fn unsqueeze(&mut self, x: ValueId, axes: &[i64]) -> ValueId {
-        if self.target >= 13 {
-            let a = self.const_i64s("unsqueeze_axes", axes);
-            self.add_node("Unsqueeze", vec![Some(x), Some(a)], vec![], "unsqueezed")
-        } else {
-            let attrs = vec![Attr::new("axes", AttrValue::Ints(axes.to_vec()))];
-            self.add_node("Unsqueeze", vec![Some(x)], attrs, "unsqueezed")
-        }
-    }
-    /// Moves an ints attribute to input `slot` as an int64 tensor; true if it was there.
-    fn ints_to_input(&mut self, name: &str, slot: usize) -> Result<bool, Refusal> {
-        let Some(v) = self.ints_attr(name)? else {
-            return Ok(false);
-        };
-        let c = self.const_i64s(name, &v);
-        self.set_input(slot, Some(c));
-        self.drop_attr(name);
-        Ok(true)
-    }
-}
-
-fn kind_error(name: &str, v: &AttrValue, want: &str) -> String {
-    format!("attribute '{name}' is {}, not {want}", v.kind_name())
-}
-
-/// A float tensor of `dtype` holding `values` (f32, f64, f16 or bf16).
-fn float_tensor(dtype: DType, shape: &[usize], values: &[f64]) -> Option<TensorValue> {
-    let s = IxDyn(shape);
-    Some(match dtype {
-        DType::F32 => TensorValue::F32(ArrayD::from_shape_vec(s, values.iter().map(|&v| v as f32).collect()).ok()?),
-        DType::F64 => TensorValue::F64(ArrayD::from_shape_vec(s, values.to_vec()).ok()?),
-        DType::F16 => TensorValue::F16(ArrayD::from_shape_vec(s, values.iter().map(|&v| f16::from_f64(v)).collect()).ok()?),
-        DType::BF16 => TensorValue::BF16(ArrayD::from_shape_vec(s, values.iter().map(|&v| bf16::from_f64(v)).collect()).ok()?),
-        _ => return None,
-    })
-}
-
 const CONSUMED_INPUTS_OPS: &[&str] = &[
-    "Abs", "Add", "BatchNormalization", "Ceil", "Clip", "Div", "Dropout", "Elu", "Exp", "Floor",
-    "HardSigmoid", "InstanceNormalization", "LeakyRelu", "Log", "Max", "Mean", "Min", "Mul",
-    "Neg", "PRelu", "Reciprocal", "Relu", "Sigmoid", "Sqrt", "Sub", "Sum", "Tanh",
+    "Abs",
+    "Add",
+    "BatchNormalization",
+    "Ceil",
+    "Clip",
+    "Div",
+    "Dropout",
+    "Elu",
+    "Exp",
+    "Floor",
+    "HardSigmoid",
+    "InstanceNormalization",
+    "LeakyRelu",
+    "Log",
+    "Max",
+    "Mean",
+    "Min",
+    "Mul",
+    "Neg",
+    "PRelu",
+    "Reciprocal",
+    "Relu",
+    "Sigmoid",
+    "Sqrt",
+    "Sub",
+    "Sum",
+    "Tanh",
 ];
 const LEGACY_BROADCAST_OPS: &[&str] = &[
     "Add", "Sub", "Mul", "Div", "And", "Or", "Xor", "Equal", "Greater", "Less", "Pow",
 ];
 const REDUCE_OPS: &[&str] = &[
-    "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean",
-    "ReduceMin", "ReduceProd", "ReduceSumSquare",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSumSquare",
 ];
 
 /// Converts the node across the step that brings `op` to `version`.
@@ -479,26 +301,50 @@ fn legacy_broadcast(e: &mut NodeEdit) -> Res {
     Ok(Outcome::Changed)
 }
 
-/// PRelu-6 applies a one-dimensional slope per channel (axis 1); from opset 7 the
-/// slope broadcasts NumPy-style, so a [C] slope of a rank-4 input becomes [C,1,1].
+/// PRelu before opset 7 broadcasts its slope NumPy-style where that fits and
+/// otherwise per channel (axis 1) for a one-dimensional slope (as the
+/// interpreter reads it); from opset 7 only NumPy-style broadcasting remains, so
+/// a per-channel [C] slope becomes [C,1,...,1].
 fn prelu_7(e: &mut NodeEdit) -> Res {
     let (Some(x), Some(s)) = (e.input(0), e.input(1)) else {
         return refuse("PRelu needs two inputs");
     };
-    let (Some(rx), Some(ds)) = (e.rank(x), e.dims(s)) else {
-        return refuse("the ranks of X and slope are unknown");
+    let (Some(dx), Some(ds)) = (e.dims(x), e.dims(s)) else {
+        return refuse("the shapes of X and slope are unknown");
     };
-    let single = ds.iter().all(|d| *d == Some(1));
-    if ds.len() == rx || single || rx <= 2 && ds.len() == 1 {
+    if ds.iter().all(|d| *d == Some(1)) {
         return Ok(Outcome::Unchanged);
     }
-    if ds.len() != 1 {
-        return refuse(format!("a slope of rank {} for an input of rank {rx}", ds.len()));
+    // NumPy-style: every slope dimension is 1 or equals X's aligned one.
+    let numpy = ds.len() <= dx.len()
+        && ds
+            .iter()
+            .rev()
+            .zip(dx.iter().rev())
+            .all(|(s, x)| *s == Some(1) || (s.is_some() && s == x));
+    if numpy {
+        return Ok(Outcome::Unchanged);
     }
-    let axes: Vec<i64> = (1..rx as i64 - 1).collect();
+    let per_channel = ds.len() == 1 && dx.len() > 2 && ds[0].is_some() && ds[0] == dx[1];
+    if !per_channel {
+        return refuse(format!(
+            "cannot tell how a slope of shape {} broadcasts against X of shape {}",
+            dims_text(&ds),
+            dims_text(&dx)
+        ));
+    }
+    let axes: Vec<i64> = (1..dx.len() as i64 - 1).collect();
     let ns = e.unsqueeze(s, &axes);
     e.set_input(1, Some(ns));
     Ok(Outcome::Changed)
+}
+
+fn dims_text(d: &[Option<i64>]) -> String {
+    let parts: Vec<String> = d
+        .iter()
+        .map(|v| v.map_or("?".to_string(), |n| n.to_string()))
+        .collect();
+    format!("[{}]", parts.join(","))
 }
 
 /// Opset 14 replaced BatchNormalization's training outputs (mean, var,
@@ -519,9 +365,21 @@ fn batch_norm_14(e: &mut NodeEdit) -> Res {
 
 fn cast_6(e: &mut NodeEdit) -> Res {
     const CODES: &[(&str, i64)] = &[
-        ("FLOAT", 1), ("UINT8", 2), ("INT8", 3), ("UINT16", 4), ("INT16", 5), ("INT32", 6),
-        ("INT64", 7), ("STRING", 8), ("BOOL", 9), ("FLOAT16", 10), ("DOUBLE", 11),
-        ("UINT32", 12), ("UINT64", 13), ("COMPLEX64", 14), ("COMPLEX128", 15),
+        ("FLOAT", 1),
+        ("UINT8", 2),
+        ("INT8", 3),
+        ("UINT16", 4),
+        ("INT16", 5),
+        ("INT32", 6),
+        ("INT64", 7),
+        ("STRING", 8),
+        ("BOOL", 9),
+        ("FLOAT16", 10),
+        ("DOUBLE", 11),
+        ("UINT32", 12),
+        ("UINT64", 13),
+        ("COMPLEX64", 14),
+        ("COMPLEX128", 15),
     ];
     let name = match e.literal("to")? {
         Some(AttrValue::String(s)) => String::from_utf8_lossy(s).to_uppercase(),
@@ -541,7 +399,9 @@ fn typed_scalar(e: &NodeEdit, x: Option<ValueId>, v: f32) -> Result<TensorValue,
     };
     match float_tensor(d, &[], &[v as f64]) {
         Some(t) => Ok(t),
-        None => refuse(format!("the input's element type {d:?} is not a float type")),
+        None => refuse(format!(
+            "the input's element type {d:?} is not a float type"
+        )),
     }
 }
 
@@ -601,8 +461,11 @@ fn slice_10(e: &mut NodeEdit) -> Res {
 fn resize_11(e: &mut NodeEdit) -> Res {
     let mode = e.str_attr("mode")?.unwrap_or_else(|| "nearest".into());
     if mode == "nearest" {
-        let Some(scales) = e.input(1).and_then(|s| edit::const_f64s(e.g, s)) else {
-            return refuse("nearest mode needs constant scales to choose the rounding");
+        let scales = match e.input(1).and_then(|s| edit::const_f64s(e.g, s)) {
+            Some(s) => s,
+            // Upsample's scales are at least 1 by its definition.
+            None if e.origin == "Upsample" => vec![],
+            None => return refuse("nearest mode needs constant scales to choose the rounding"),
         };
         let moving: Vec<f64> = scales.into_iter().filter(|&s| s != 1.0).collect();
         let rounding = if moving.iter().all(|&s| s > 1.0) {
@@ -688,7 +551,10 @@ fn softmax_13(e: &mut NodeEdit) -> Res {
     let rows = e.names.fresh(&base);
     let rows = e.g.add_value(crate::ir::graph::Value::new(
         &rows,
-        crate::ir::graph::ValueDef::Node { node: e.id, slot: 0 },
+        crate::ir::graph::ValueDef::Node {
+            node: e.id,
+            slot: 0,
+        },
     ));
     e.node_mut().outputs[0] = Some(rows);
     e.set_input(0, Some(flat));
@@ -727,9 +593,15 @@ fn group_norm_21(e: &mut NodeEdit) -> Res {
         };
         let vals = t.to_f64_vec().unwrap_or_default();
         if vals.len() != groups as usize {
-            return refuse(format!("the {what} has {} values for {groups} groups", vals.len()));
+            return refuse(format!(
+                "the {what} has {} values for {groups} groups",
+                vals.len()
+            ));
         }
-        let wide: Vec<f64> = vals.iter().flat_map(|&v| std::iter::repeat_n(v, per)).collect();
+        let wide: Vec<f64> = vals
+            .iter()
+            .flat_map(|&v| std::iter::repeat_n(v, per))
+            .collect();
         let Some(nt) = float_tensor(t.dtype(), &[c as usize], &wide) else {
             return refuse(format!("the {what} is not a float tensor"));
         };

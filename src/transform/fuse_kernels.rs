@@ -1,0 +1,498 @@
+//! Kernel grouping: connected groups of elementwise, reduction and view ops become
+//! one fused node each (the `fuse-kernels` pass).
+//!
+//! [`group_kernels`] walks the graph in topological order. A node of a kernel
+//! class (see [`KernelClasses`]) joins the groups of the nodes that produce its
+//! inputs, one group at a time, as long as the merged group stays convex: no path
+//! may leave it and come back, counting every other group as already contracted to
+//! one node, so that the fused nodes never form a cycle among themselves either.
+//! Each group of two or more nodes with at least one computing node (not only
+//! views) then becomes one fused node (see [`crate::fused`]) with as many outputs
+//! as values read outside it. An elementwise chain, a normalization or a softmax
+//! written out in basic ops, with the reshapes around them, each end as one node.
+//!
+//! What it does not do: choose between groupings by cost (it is greedy, in graph
+//! order), join siblings that only share an input, split a group that grew past
+//! [`MAX_GROUP_NODES`], touch ops of other domains, nodes with subgraphs, or fused
+//! nodes (so running it again changes nothing), or look inside fused bodies.
+//!
+//! ```
+//! use modc::{group_kernels, parse_model, KernelClasses};
+//! let mut m = parse_model("opset _=17\ngraph @g(%x: f32[4]) -> (%y) {\n  %a = Neg(%x)\n  %b = Exp(%a)\n  %y = Sigmoid(%b)\n  return %y\n}\n").unwrap();
+//! assert_eq!(group_kernels(&mut m.graph, &KernelClasses::default()), 1);
+//! assert_eq!(m.graph.node_count(), 1);
+//! ```
+
+use crate::fused::{is_fused, make_fused, Deps};
+use crate::ir::graph::{Graph, NodeId};
+use crate::pass::edit::{is_const, is_onnx};
+use crate::pass::{Pass, PassCtx, PassError};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// The most nodes one group may hold.
+pub const MAX_GROUP_NODES: usize = 256;
+
+/// The classes of ops a kernel may group, by op type of the default domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelClasses {
+    /// One output element from the matching input elements (broadcasting allowed).
+    pub elementwise: BTreeSet<String>,
+    /// Reductions over axes, and the normalizations built on them.
+    pub reduce: BTreeSet<String>,
+    /// Data movement without arithmetic; grouped only with constant shape or axes
+    /// inputs.
+    pub view: BTreeSet<String>,
+}
+
+/// The class of one op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelClass {
+    Elementwise,
+    Reduce,
+    View,
+}
+
+const ELEMENTWISE: &[&str] = &[
+    "Abs",
+    "Acos",
+    "Acosh",
+    "Add",
+    "And",
+    "Asin",
+    "Asinh",
+    "Atan",
+    "Atanh",
+    "BitwiseAnd",
+    "BitwiseNot",
+    "BitwiseOr",
+    "BitwiseXor",
+    "Cast",
+    "CastLike",
+    "Ceil",
+    "Celu",
+    "Clip",
+    "Cos",
+    "Cosh",
+    "Div",
+    "Elu",
+    "Equal",
+    "Erf",
+    "Exp",
+    "Floor",
+    "Gelu",
+    "Greater",
+    "GreaterOrEqual",
+    "HardSigmoid",
+    "HardSwish",
+    "IsInf",
+    "IsNaN",
+    "LeakyRelu",
+    "Less",
+    "LessOrEqual",
+    "Log",
+    "Max",
+    "Mean",
+    "Min",
+    "Mish",
+    "Mod",
+    "Mul",
+    "Neg",
+    "Not",
+    "Or",
+    "Pow",
+    "PRelu",
+    "Reciprocal",
+    "Relu",
+    "Round",
+    "Selu",
+    "Shrink",
+    "Sigmoid",
+    "Sign",
+    "Sin",
+    "Sinh",
+    "Softplus",
+    "Softsign",
+    "Sqrt",
+    "Sub",
+    "Sum",
+    "Tan",
+    "Tanh",
+    "ThresholdedRelu",
+    "Where",
+    "Xor",
+];
+
+const REDUCE: &[&str] = &[
+    "LayerNormalization",
+    "LogSoftmax",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceSum",
+    "ReduceSumSquare",
+    "RMSNormalization",
+    "Softmax",
+];
+
+const VIEW: &[&str] = &["Flatten", "Identity", "Reshape", "Squeeze", "Unsqueeze"];
+
+impl Default for KernelClasses {
+    fn default() -> Self {
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        KernelClasses {
+            elementwise: set(ELEMENTWISE),
+            reduce: set(REDUCE),
+            view: set(VIEW),
+        }
+    }
+}
+
+impl KernelClasses {
+    /// No op in any class.
+    pub fn empty() -> KernelClasses {
+        KernelClasses {
+            elementwise: BTreeSet::new(),
+            reduce: BTreeSet::new(),
+            view: BTreeSet::new(),
+        }
+    }
+
+    /// Adds `op` to the class named `class` (`elementwise`, `reduce` or `view`).
+    pub fn insert(&mut self, class: &str, op: &str) -> Result<(), String> {
+        if op.is_empty() {
+            return Err("an op type must not be empty".into());
+        }
+        let set = match class {
+            "elementwise" => &mut self.elementwise,
+            "reduce" => &mut self.reduce,
+            "view" => &mut self.view,
+            _ => {
+                return Err(format!(
+                    "unknown kernel class '{class}' (known: elementwise, reduce, view)"
+                ))
+            }
+        };
+        set.insert(op.to_string());
+        Ok(())
+    }
+
+    /// The class of `op`, if it has one.
+    pub fn class_of(&self, op: &str) -> Option<KernelClass> {
+        if self.elementwise.contains(op) {
+            Some(KernelClass::Elementwise)
+        } else if self.reduce.contains(op) {
+            Some(KernelClass::Reduce)
+        } else if self.view.contains(op) {
+            Some(KernelClass::View)
+        } else {
+            None
+        }
+    }
+}
+
+/// The class of node `n` when it may join a kernel group.
+fn member_class(g: &Graph, n: NodeId, classes: &KernelClasses, deps: &Deps) -> Option<KernelClass> {
+    let node = g.node(n);
+    if !is_onnx(node) || node.attrs.iter().any(|a| !a.value.graphs().is_empty()) {
+        return None;
+    }
+    let class = classes.class_of(&node.op_type)?;
+    // A value a subgraph reads by name cannot become a fused node's output.
+    if node
+        .outputs
+        .iter()
+        .flatten()
+        .any(|v| deps.read_by_name.contains(v))
+    {
+        return None;
+    }
+    let const_from = |k: usize| {
+        node.inputs
+            .iter()
+            .skip(k)
+            .flatten()
+            .all(|&v| is_const(g, v))
+    };
+    let fits = match class {
+        KernelClass::View => const_from(1),
+        KernelClass::Reduce if node.op_type.starts_with("Reduce") => const_from(1),
+        _ => true,
+    };
+    fits.then_some(class)
+}
+
+/// Groups kernels in `g` (not in its subgraphs) and replaces each group of two or
+/// more nodes by one fused node; returns how many fused nodes it made.
+pub fn group_kernels(g: &mut Graph, classes: &KernelClasses) -> usize {
+    let deps = Deps::new(g);
+    let Some(order) = deps.order(g) else {
+        return 0;
+    };
+    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let mut class: HashMap<NodeId, KernelClass> = HashMap::new();
+    for &n in &order {
+        if let Some(c) = member_class(g, n, classes, &deps) {
+            class.insert(n, c);
+        }
+    }
+    // Groups by index; merged groups are emptied.
+    let mut groups: Vec<Vec<NodeId>> = Vec::new();
+    let mut group_of: HashMap<NodeId, usize> = HashMap::new();
+    for &n in &order {
+        if !class.contains_key(&n) {
+            continue;
+        }
+        let mut producer_groups: Vec<usize> = Vec::new();
+        for p in deps.preds_of(n) {
+            if let Some(&k) = group_of.get(p) {
+                if !producer_groups.contains(&k) {
+                    producer_groups.push(k);
+                }
+            }
+        }
+        let mut members: Vec<NodeId> = vec![n];
+        let mut merged: Vec<usize> = Vec::new();
+        for k in producer_groups {
+            if members.len() + groups[k].len() > MAX_GROUP_NODES {
+                continue;
+            }
+            let trial: HashSet<NodeId> = members.iter().chain(&groups[k]).copied().collect();
+            if !comes_back(&trial, pos[&n], &deps, &pos, &group_of, &groups) {
+                members.extend(groups[k].iter().copied());
+                merged.push(k);
+            }
+        }
+        for k in merged {
+            groups[k].clear();
+        }
+        let id = groups.len();
+        for &m in &members {
+            group_of.insert(m, id);
+        }
+        groups.push(members);
+    }
+    let mut made = 0;
+    for members in groups {
+        let computes = members
+            .iter()
+            .any(|m| class.get(m) != Some(&KernelClass::View));
+        if members.len() < 2 || !computes {
+            continue;
+        }
+        let mut members = members;
+        members.sort_by_key(|m| pos[m]);
+        // The checks above make this succeed; a refusal only leaves the group as is.
+        if make_fused(g, &members).is_ok() {
+            made += 1;
+        }
+    }
+    made
+}
+
+/// Whether a path leaves `trial` and comes back into it, with every other group
+/// contracted to one node. `last` is the position of the newest member: every
+/// other group lies before it, so a node after it can no longer lead back.
+fn comes_back(
+    trial: &HashSet<NodeId>,
+    last: usize,
+    deps: &Deps,
+    pos: &HashMap<NodeId, usize>,
+    group_of: &HashMap<NodeId, usize>,
+    groups: &[Vec<NodeId>],
+) -> bool {
+    let mut stack: Vec<NodeId> = Vec::new();
+    let mut seen: HashSet<NodeId> = HashSet::new();
+    let mut seen_groups: HashSet<usize> = HashSet::new();
+    for &m in trial {
+        for &s in deps.succs_of(m) {
+            if !trial.contains(&s) && seen.insert(s) {
+                stack.push(s);
+            }
+        }
+    }
+    while let Some(w) = stack.pop() {
+        if pos[&w] > last {
+            continue;
+        }
+        let from: Vec<NodeId> = match group_of.get(&w) {
+            Some(&k) if !groups[k].is_empty() => {
+                if !seen_groups.insert(k) {
+                    continue;
+                }
+                groups[k].clone()
+            }
+            _ => vec![w],
+        };
+        for f in from {
+            for &s in deps.succs_of(f) {
+                if trial.contains(&s) {
+                    return true;
+                }
+                if seen.insert(s) {
+                    stack.push(s);
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The `fuse-kernels` pass: [`group_kernels`] with the default classes on the
+/// graph and its If/Loop/Scan bodies (never inside fused bodies).
+#[derive(Default)]
+pub struct FuseKernels {
+    pub classes: KernelClasses,
+}
+
+impl Pass for FuseKernels {
+    fn name(&self) -> &'static str {
+        "fuse-kernels"
+    }
+    fn recurse(&self) -> bool {
+        false
+    }
+    fn run(&self, g: &mut Graph, cx: &mut PassCtx) -> Result<bool, PassError> {
+        let made = fuse_tree(g, &self.classes);
+        cx.rewrites += made;
+        Ok(made > 0)
+    }
+}
+
+fn fuse_tree(g: &mut Graph, classes: &KernelClasses) -> usize {
+    let mut made = 0;
+    let ids: Vec<NodeId> = g.node_ids().collect();
+    for n in ids {
+        if is_fused(g.node(n)) {
+            continue;
+        }
+        for a in g.node_mut(n).attrs.iter_mut() {
+            for sub in a.value.graphs_mut() {
+                made += fuse_tree(sub, classes);
+            }
+        }
+    }
+    made + group_kernels(g, classes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::conv_fold::testing::check;
+    use super::*;
+    use crate::fused::fused_body;
+
+    fn fused_nodes(g: &Graph) -> Vec<(usize, usize, usize)> {
+        g.nodes()
+            .filter(|(_, n)| is_fused(n))
+            .map(|(_, n)| {
+                let b = fused_body(n).unwrap();
+                (b.node_count(), n.inputs.len(), n.outputs.len())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn classes_insert_and_look_up() {
+        let mut c = KernelClasses::empty();
+        assert_eq!(c.class_of("Relu"), None);
+        c.insert("elementwise", "Relu").unwrap();
+        c.insert("view", "Reshape").unwrap();
+        assert_eq!(c.class_of("Relu"), Some(KernelClass::Elementwise));
+        assert_eq!(c.class_of("Reshape"), Some(KernelClass::View));
+        assert!(c.insert("matmul", "MatMul").unwrap_err().contains("matmul"));
+        assert!(c.insert("reduce", "").is_err());
+        let d = KernelClasses::default();
+        assert_eq!(d.class_of("ReduceMean"), Some(KernelClass::Reduce));
+        assert_eq!(d.class_of("MatMul"), None);
+    }
+
+    #[test]
+    fn a_written_out_layer_norm_becomes_one_node() {
+        let t = "opset _=17\ngraph @g(%x: f32[2,3,4], %s: f32[4], %b: f32[4]) -> (%y) {\n  %shape = const i64[2] @shape [6, 4]\n  %back = const i64[3] @back [2, 3, 4]\n  %eps = const f32[] @eps [0.00001]\n  %f = Reshape(%x, %shape)\n  %m = ReduceMean(%f) {axes=[1]}\n  %d = Sub(%f, %m)\n  %q = Mul(%d, %d)\n  %v = ReduceMean(%q) {axes=[1]}\n  %e = Add(%v, %eps)\n  %r = Sqrt(%e)\n  %n = Div(%d, %r)\n  %u = Reshape(%n, %back)\n  %w = Mul(%u, %s)\n  %y = Add(%w, %b)\n  return %y\n}\n";
+        let (m, made) = check(t, "fuse-kernels", true);
+        assert_eq!(made, 1);
+        assert_eq!(m.graph.node_count(), 1);
+        // Every constant is small: only x, s and b are inputs.
+        assert_eq!(fused_nodes(&m.graph), [(11, 3, 1)]);
+    }
+
+    #[test]
+    fn a_shared_intermediate_becomes_a_second_output() {
+        let t = "opset _=17\ngraph @g(%x: f32[2,4], %w: f32[4,4]) -> (%y, %z) {\n  %a = Neg(%x)\n  %b = Exp(%a)\n  %y = Sigmoid(%b)\n  %z = MatMul(%b, %w)\n  return %y, %z\n}\n";
+        let (m, made) = check(t, "fuse-kernels", true);
+        assert_eq!(made, 1);
+        assert_eq!(fused_nodes(&m.graph), [(3, 1, 2)]);
+    }
+
+    #[test]
+    fn convexity_keeps_a_path_through_an_outside_node_apart() {
+        // Exp → MatMul → Add and Exp → Add: Exp and Add together would be a cycle.
+        let t = "opset _=17\ngraph @g(%x: f32[2,2], %w: f32[2,2]) -> (%y) {\n  %a = Exp(%x)\n  %b = Neg(%a)\n  %m = MatMul(%b, %w)\n  %c = Add(%b, %m)\n  %y = Relu(%c)\n  return %y\n}\n";
+        let (m, made) = check(t, "fuse-kernels", true);
+        assert_eq!(made, 2);
+        let mut f = fused_nodes(&m.graph);
+        f.sort();
+        assert_eq!(f, [(2, 1, 1), (2, 2, 1)]);
+        crate::ir::verify::verify(&m.graph).unwrap();
+    }
+
+    #[test]
+    fn groups_never_form_a_cycle_between_them() {
+        // {a1, a2, a3} and {b1, b2, b3} are each convex, but a1 → m1 → b1 and
+        // b2 → m2 → a2 would make the two fused nodes depend on each other: b2
+        // stays out.
+        let t = "opset _=17\ngraph @g(%x: f32[2,2], %w: f32[2,2]) -> (%y, %z) {\n  %a1 = Exp(%x)\n  %m1 = MatMul(%a1, %w)\n  %b1 = Neg(%m1)\n  %b2 = Relu(%x)\n  %m2 = MatMul(%b2, %w)\n  %a2 = Sigmoid(%m2)\n  %y = Add(%a1, %a2)\n  %z = Mul(%b1, %b2)\n  return %y, %z\n}\n";
+        let (m, made) = check(t, "fuse-kernels", true);
+        assert_eq!(made, 2);
+        let mut sizes: Vec<usize> = fused_nodes(&m.graph).iter().map(|f| f.0).collect();
+        sizes.sort();
+        assert_eq!(sizes, [2, 3]);
+        crate::ir::verify::verify(&m.graph).unwrap();
+    }
+
+    #[test]
+    fn leaves_single_ops_views_and_other_ops_alone() {
+        for t in [
+            "opset _=17\ngraph @g(%x: f32[2,2], %w: f32[2,2]) -> (%y) {\n  %a = Relu(%x)\n  %y = MatMul(%a, %w)\n  return %y\n}\n",
+            "opset _=17\ngraph @g(%x: f32[2,2]) -> (%y) {\n  %s = const i64[1] @s [4]\n  %a = Flatten(%x)\n  %y = Reshape(%a, %s)\n  return %y\n}\n",
+        ] {
+            let (m, made) = check(t, "fuse-kernels", true);
+            assert_eq!(made, 0, "{}", crate::print_model(&m));
+        }
+        // A Reshape to a shape computed at run time, an op of another domain.
+        for t in [
+            "opset _=17\ngraph @g(%x: f32[2,2], %s: i64[1]) -> (%y) {\n  %a = Relu(%x)\n  %y = Reshape(%a, %s)\n  return %y\n}\n",
+            "opset _=17, com.microsoft=1\ngraph @g(%x: f32[2,2]) -> (%y) {\n  %a = com.microsoft::Gelu(%x)\n  %y = Relu(%a)\n  return %y\n}\n",
+        ] {
+            let mut m = crate::parse_model(t).unwrap();
+            assert_eq!(group_kernels(&mut m.graph, &KernelClasses::default()), 0);
+        }
+    }
+
+    #[test]
+    fn reaches_into_if_branches_but_not_fused_bodies() {
+        let t = "opset _=17\ngraph @g(%c: bool[], %x: f32[2]) -> (%y) {\n  %y = If(%c) {then_branch=graph @t() -> (%p) {\n    %a = Neg(%x)\n    %p = Exp(%a)\n    return %p\n  }, else_branch=graph @e() -> (%q) {\n    %q = Relu(%x)\n    return %q\n  }}\n  return %y\n}\n";
+        let (m, made) = check(t, "fuse-kernels", true);
+        assert_eq!(made, 1);
+        let text = crate::print_model(&m);
+        assert!(text.contains("ai.modc::Fused(%x)"), "{text}");
+    }
+
+    #[test]
+    fn large_groups_are_split() {
+        let mut t = String::from("opset _=17\ngraph @g(%x: f32[2]) -> (%y) {\n  %v0 = Neg(%x)\n");
+        for i in 1..300 {
+            t.push_str(&format!("  %v{i} = Neg(%v{})\n", i - 1));
+        }
+        t.push_str("  %y = Neg(%v299)\n  return %y\n}\n");
+        let (m, made) = check(&t, "fuse-kernels", true);
+        assert_eq!(made, 2);
+        let sizes: Vec<usize> = fused_nodes(&m.graph).iter().map(|f| f.0).collect();
+        assert!(sizes.iter().all(|&s| s <= MAX_GROUP_NODES), "{sizes:?}");
+        assert_eq!(sizes.iter().sum::<usize>(), 301);
+    }
+}
