@@ -66,6 +66,28 @@ pub struct OptimizeArgs {
     /// error naming it).
     #[arg(long, value_name = "N")]
     opset: Option<i64>,
+    /// What the output will run on: `onnx` (standard ops plus modc's fused
+    /// kernels, saved as ONNX local functions) or `onnxruntime` (its com.microsoft
+    /// contrib ops are allowed where the opset lacks a standard op).
+    #[arg(long, value_name = "TARGET", default_value = "onnx", value_parser = ["onnx", "onnxruntime"])]
+    target: String,
+    /// E-graph saturation stops at this many e-nodes (per graph).
+    #[arg(long, value_name = "N", default_value_t = modc::FuseOptions::default().node_limit)]
+    fuse_node_limit: usize,
+    /// ... or after this many iterations.
+    #[arg(long, value_name = "N", default_value_t = modc::FuseOptions::default().iter_limit)]
+    fuse_iter_limit: usize,
+    /// ... or after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = modc::FuseOptions::default().time_limit.as_secs_f64())]
+    fuse_time_limit: f64,
+    /// Extract the cheapest graph exactly (every combination of choices, shared
+    /// subexpressions counted once) instead of greedily; regions with more than
+    /// --exact-limit combinations keep the greedy result, and the report says so.
+    #[arg(long)]
+    exact_extraction: bool,
+    /// See --exact-extraction.
+    #[arg(long, value_name = "N", default_value_t = modc::FuseOptions::default().exact_limit)]
+    exact_limit: u64,
     /// Print only errors.
     #[arg(short, long)]
     quiet: bool,
@@ -143,6 +165,24 @@ pub fn optimize(a: OptimizeArgs) -> Result<(), String> {
     pm.dump_dir = a.dump_dir.clone();
     pm.stop_after = a.stop_after;
     pm.options.size_guard = !a.no_size_guard;
+    if !(a.fuse_time_limit.is_finite() && a.fuse_time_limit > 0.0) {
+        return Err(format!(
+            "--fuse-time-limit must be a positive number of seconds, not {}",
+            a.fuse_time_limit
+        ));
+    }
+    pm.options.fuse = modc::FuseOptions {
+        node_limit: a.fuse_node_limit,
+        iter_limit: a.fuse_iter_limit,
+        time_limit: std::time::Duration::from_secs_f64(a.fuse_time_limit),
+        exact: a.exact_extraction,
+        exact_limit: a.exact_limit,
+        target: if a.target == "onnxruntime" {
+            modc::Target::OnnxRuntime
+        } else {
+            modc::Target::Onnx
+        },
+    };
     {
         let bar = bar.clone();
         pm.on_progress(move |name, step| {

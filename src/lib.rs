@@ -65,7 +65,9 @@ pub use pass::{
     PipelineReport, StopReason,
 };
 pub use security::{LoadPolicy, SecurityError};
-pub use transform::fuse::{rules as fuse_rules, saturate_and_extract, FuseOptions, FuseStats, Target};
+pub use transform::fuse::{
+    rules as fuse_rules, saturate_and_extract, FuseOptions, FuseStats, Target,
+};
 pub use transform::fuse_kernels::{group_kernels, FuseKernels, KernelClass, KernelClasses};
 pub use transform::opset_upgrade::{upgrade_opset, OpsetError, OpsetUpgrade, MAX_OPSET};
 

@@ -55,6 +55,9 @@ pub(super) fn register(r: &mut OpRegistry) {
     r.add("LeakyRelu", leaky_relu);
     r.add("ThresholdedRelu", thresholded_relu);
     r.add("Gelu", gelu);
+    // onnxruntime's contrib forms (what `--target onnxruntime` may produce).
+    r.add_in("com.microsoft", "Gelu", gelu);
+    r.add_in("com.microsoft", "FastGelu", fast_gelu);
     r.add("Mish", mish);
     r.add("IsNaN", is_nan);
     r.add("IsInf", is_inf);
@@ -287,6 +290,19 @@ fn thresholded_relu(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
         [alpha],
         |v| if v > alpha { v } else { 0.0 }
     ))
+}
+
+/// com.microsoft FastGelu: the tanh approximation (an optional bias is added to
+/// the input first; modc only produces it without one).
+fn fast_gelu(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
+    if inputs.get(1).is_some_and(|b| b.is_some()) {
+        return Err(OpError::Unsupported("FastGelu with a bias input".into()));
+    }
+    let x = ctx.input(inputs, 0)?;
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    one(float_map!(x, "FastGelu", [k], |v| 0.5
+        * v
+        * (1.0 + (k * (v + 0.044715 * v * v * v)).tanh())))
 }
 
 fn gelu(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {

@@ -34,10 +34,10 @@ pub struct Pipeline {
 pub fn level_pipeline(level: &str) -> Option<&'static str> {
     const O2: &str = "infer,(infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
                       (conv-fold,pad-fold,gemm-fold,if-fold,infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
-                      fuse-std,dce";
+                      fuse-std,dce,init-cleanup";
     const O3: &str = "infer,(infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
                       (conv-fold,pad-fold,gemm-fold,if-fold,infer,fold,shape-fold,noop,merge-chains,init-cleanup,cse,dce),\
-                      fuse,dce";
+                      fuse,dce,init-cleanup";
     match level.trim_start_matches('-') {
         "O0" | "0" => Some(""),
         "O1" | "1" => Some("infer,(noop,dce),init-cleanup"),

@@ -228,15 +228,72 @@ fn member_class(g: &Graph, n: NodeId, classes: &KernelClasses, deps: &Deps) -> O
 
 /// Groups kernels in `g` (not in its subgraphs) and replaces each group of two or
 /// more nodes by one fused node; returns how many fused nodes it made.
+///
+/// Subgraphs that read values of `g` by name need those values computed first,
+/// but `Graph::topo_order` (which runs and saves graphs) orders nodes by their
+/// inputs only, with ties broken by node id; a fused node, added last, can move a
+/// producer after such a reader. When the grouped graph would order a reader
+/// before its producer, grouping is done again without the nodes such values
+/// depend on, and if that does not help either, `g` is left as it was.
 pub fn group_kernels(g: &mut Graph, classes: &KernelClasses) -> usize {
     let deps = Deps::new(g);
+    if deps.read_by_name.is_empty() {
+        return group_with(g, classes, &deps, false);
+    }
+    for keep_ancestors in [false, true] {
+        let mut trial = g.clone();
+        let made = group_with(&mut trial, classes, &deps, keep_ancestors);
+        if made == 0 {
+            return 0;
+        }
+        if name_reads_follow_producers(&trial) {
+            *g = trial;
+            return made;
+        }
+    }
+    0
+}
+
+/// Whether `g`'s topological order runs the producer of every value a subgraph
+/// reads by name before the node holding that subgraph.
+fn name_reads_follow_producers(g: &Graph) -> bool {
+    let Ok(order) = g.topo_order() else {
+        return false;
+    };
+    let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let deps = Deps::new(g);
+    order.iter().all(|&n| {
+        deps.preds_of(n)
+            .iter()
+            .all(|p| pos.get(p).is_some_and(|&pp| pp < pos[&n]))
+    })
+}
+
+fn group_with(g: &mut Graph, classes: &KernelClasses, deps: &Deps, keep_ancestors: bool) -> usize {
     let Some(order) = deps.order(g) else {
         return 0;
     };
     let pos: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    // Nodes values read by name depend on (when those must keep their order).
+    let mut pinned: HashSet<NodeId> = HashSet::new();
+    if keep_ancestors {
+        let mut stack: Vec<NodeId> = deps
+            .read_by_name
+            .iter()
+            .filter_map(|&v| g.producer(v))
+            .collect();
+        while let Some(n) = stack.pop() {
+            if pinned.insert(n) {
+                stack.extend(deps.preds_of(n).iter().copied());
+            }
+        }
+    }
     let mut class: HashMap<NodeId, KernelClass> = HashMap::new();
     for &n in &order {
-        if let Some(c) = member_class(g, n, classes, &deps) {
+        if pinned.contains(&n) {
+            continue;
+        }
+        if let Some(c) = member_class(g, n, classes, deps) {
             class.insert(n, c);
         }
     }
@@ -262,7 +319,7 @@ pub fn group_kernels(g: &mut Graph, classes: &KernelClasses) -> usize {
                 continue;
             }
             let trial: HashSet<NodeId> = members.iter().chain(&groups[k]).copied().collect();
-            if !comes_back(&trial, pos[&n], &deps, &pos, &group_of, &groups) {
+            if !comes_back(&trial, pos[&n], deps, &pos, &group_of, &groups) {
                 members.extend(groups[k].iter().copied());
                 merged.push(k);
             }
@@ -480,6 +537,18 @@ mod tests {
         assert_eq!(made, 1);
         let text = crate::print_model(&m);
         assert!(text.contains("ai.modc::Fused(%x)"), "{text}");
+    }
+
+    #[test]
+    fn a_value_read_by_name_keeps_its_producer_before_the_reader() {
+        // Fusing Exp and Sigmoid would add a node after the If, and the MatMul the
+        // If's branch reads by name would then be ordered after the If.
+        let t = "opset _=17\ngraph @g(%c: bool[], %x: f32[2,2], %w: f32[2,2]) -> (%y, %z) {\n  %a = Exp(%x)\n  %b = Sigmoid(%a)\n  %v = MatMul(%b, %w)\n  %y = If(%c) {then_branch=graph @t() -> (%p) {\n    %p = Relu(%v)\n    return %p\n  }, else_branch=graph @e() -> (%q) {\n    %q = Neg(%v)\n    return %q\n  }}\n  %n = Neg(%x)\n  %z = Relu(%n)\n  return %y, %z\n}\n";
+        let (m, made) = check(t, "fuse-kernels", true);
+        assert_eq!(made, 1);
+        assert_eq!(fused_nodes(&m.graph), [(2, 1, 1)]);
+        let text = crate::print_model(&m);
+        assert!(text.contains("Exp(%x)"), "{text}");
     }
 
     #[test]

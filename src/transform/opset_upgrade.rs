@@ -270,8 +270,8 @@ impl Walk {
             let label = node_label(g, id);
             for ai in 0..g.node(id).attrs.len() {
                 for gi in 0..g.node(id).attrs[ai].value.graphs().len() {
-                    let sub_twin = twin.and_then(|t| twin_subgraph(t, id, ai, gi));
                     let n = g.node(id);
+                    let sub_twin = twin.and_then(|t| twin_subgraph(t, id, &n.attrs[ai].name, gi));
                     let sub_scope = format!(
                         "{} of {} node {label} in {scope}",
                         n.attrs[ai].name, n.op_type
@@ -394,13 +394,13 @@ impl Walk {
     }
 }
 
-/// The subgraph of the twin graph that corresponds to attribute `ai`, graph `gi`
-/// of node `id`.
-fn twin_subgraph(t: &Graph, id: NodeId, ai: usize, gi: usize) -> Option<&Graph> {
+/// The twin's subgraph `gi` of node `id`'s attribute `attr` (node ids are never
+/// reused, so the twin's node with that id is the same node, if it is still there).
+fn twin_subgraph<'t>(t: &'t Graph, id: NodeId, attr: &str, gi: usize) -> Option<&'t Graph> {
     if !t.contains_node(id) {
         return None;
     }
-    t.node(id).attrs.get(ai)?.value.graphs().into_iter().nth(gi)
+    t.node(id).attr(attr)?.value.graphs().into_iter().nth(gi)
 }
 
 /// A node as named in errors: its name, else its first output's.
@@ -541,6 +541,17 @@ mod tests {
             t.contains("ReduceMean(%x, %") && !t.contains("axes="),
             "{t}"
         );
+        // An empty list meant every axis: the newer form leaves the input out.
+        let (t, _) = up(
+            &one(12, "%x: f32[2,3]", "%y = ReduceMax(%x) {axes=ints[]}"),
+            18,
+        );
+        assert!(t.contains("ReduceMax(%x)\n") && !t.contains("axes"), "{t}");
+        let (t, _) = up(
+            &one(11, "%x: f32[2,1]", "%y = Squeeze(%x) {axes=ints[]}"),
+            13,
+        );
+        assert!(t.contains("Squeeze(%x)\n"), "{t}");
         let (t, _) = up(
             &one(9, "%x: f32[4]", "%y, %i = TopK(%x) {k=2}")
                 .replace("-> (%y)", "-> (%y, %i)")

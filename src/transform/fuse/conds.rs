@@ -80,7 +80,7 @@ pub const CONDITIONS: &[(&str, &str, CondFn, &str)] = &[
     ("softmax-axis", "vvb", softmax_axis, "single-axis, and the opset's Softmax means the same for it (before 13, only the last axis)"),
     ("trailing-axes", "vvb", trailing_axes, "?axes are the last k axes of ?x (k >= 1); $a is -k"),
     ("mean-scale", "vvv", mean_scale, "?c is 1/N, N the element count of ?x over ?axes (a sum times ?c is a mean)"),
-    ("keepdims-reshape", "vvv", keepdims_reshape, "the constant shape ?s reshapes a keepdims=0 reduction of ?x over ?axes into its keepdims=1 shape"),
+    ("keepdims-reshape", "vvv", keepdims_reshape, "the shape ?s (a constant, or a run-time shape of known dims) reshapes a keepdims=0 reduction of ?x over ?axes into its keepdims=1 shape"),
     ("norm-param", "vvbb", norm_param, "?w (a constant, or exactly the normalised shape) broadcasts only over the axes from $a on of ?x; $p is ?w shaped to those axes"),
     ("max-axis-not-last", "vvbbb", axis_to_last, "?axes is one axis of ?x that is not the last; $perm moves it last, $inv moves it back, $a is -1"),
     ("gemm-operands", "vvv", gemm_operands, "?a and ?b are rank 2 and ?c broadcasts to their product's shape (Gemm's C)"),
@@ -332,16 +332,22 @@ fn mean_scale(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
 }
 
 fn keepdims_reshape(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
-    let (Some(s), Some(shape)) = (
-        value(cx, &args[0]).and_then(|v| v.to_i64_vec()),
-        cx.info(&args[1]).and_then(|i| i.shape.clone()),
-    ) else {
+    // The target shape: a constant, or a shape computed at run time whose
+    // elements the analysis knows as dims (`Concat(Slice(Shape(x)), [1])` holds
+    // `[batch, 1]`), as exporters write keepdims reshapes over a symbolic batch.
+    let target: Option<Vec<Dim>> = match value(cx, &args[0]) {
+        Some(v) => v
+            .to_i64_vec()
+            .map(|s| s.into_iter().map(Dim::fixed).collect()),
+        None => cx.info(&args[0]).and_then(|i| i.dims_value.clone()),
+    };
+    let (Some(s), Some(shape)) = (target, cx.info(&args[1]).and_then(|i| i.shape.clone())) else {
         return false;
     };
     let Some(axes) = axes_of(cx, &args[2], shape.len()) else {
         return false;
     };
-    if s.len() != shape.len() || s.iter().filter(|&&d| d == -1).count() > 1 {
+    if s.len() != shape.len() || s.iter().filter(|d| d.as_fixed() == Some(-1)).count() > 1 {
         return false;
     }
     // The reduced (keepdims=0) input dims, for `0` entries.
@@ -351,19 +357,24 @@ fn keepdims_reshape(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
         .filter(|(i, _)| !axes.contains(i))
         .map(|(_, d)| d)
         .collect();
-    s.iter().enumerate().all(|(i, &d)| {
+    s.iter().enumerate().all(|(i, d)| {
         let want: Option<i64> = if axes.contains(&i) {
             Some(1)
         } else {
             shape[i].as_fixed()
         };
-        match d {
-            -1 => true,
-            0 => reduced.get(i).is_some_and(|r| {
+        match &d.value {
+            DimValue::Fixed(-1) => true,
+            DimValue::Fixed(0) => reduced.get(i).is_some_and(|r| {
                 axes.contains(&i) && r.as_fixed() == Some(1)
                     || !axes.contains(&i) && *r == &shape[i]
             }),
-            d => want == Some(d),
+            DimValue::Fixed(d) => want == Some(*d),
+            // A named dim of the input, kept where it was.
+            DimValue::Param(p) => {
+                !axes.contains(&i) && matches!(&shape[i].value, DimValue::Param(q) if q == p)
+            }
+            DimValue::Unknown => false,
         }
     })
 }

@@ -240,6 +240,26 @@ pub struct Fuse {
 }
 
 impl Pass for Fuse {
+    fn run_model(
+        &self,
+        m: &mut crate::ir::model::Model,
+        cx: &mut PassCtx,
+    ) -> Result<bool, PassError> {
+        let changed = crate::pass::run_on_graph_tree(self, &mut m.graph, cx)?;
+        // Domains the rewrite introduced need an opset import.
+        let mut used = std::collections::BTreeSet::new();
+        collect_domains(&m.graph, &mut used);
+        for d in used {
+            if !m.opset_imports.iter().any(|o| o.domain == d) {
+                m.opset_imports.push(crate::ir::model::OpsetImport {
+                    domain: d,
+                    version: 1,
+                });
+            }
+        }
+        Ok(changed)
+    }
+
     fn name(&self) -> &'static str {
         if self.full {
             "fuse"
@@ -276,6 +296,32 @@ impl Pass for Fuse {
     }
 }
 
-fn group_kernels(_g: &mut Graph, _set: &rules::RuleSet) -> usize {
-    0 // WIRE-ME
+/// Groups what is left into fused kernels, with the classes of `fusion.rules`.
+fn group_kernels(g: &mut Graph, set: &rules::RuleSet) -> usize {
+    crate::transform::fuse_kernels::group_kernels(g, &kernel_classes(set))
+}
+
+/// The kernel classes declared in the rule files (`kernel CLASS op ...`).
+pub fn kernel_classes(set: &rules::RuleSet) -> crate::transform::fuse_kernels::KernelClasses {
+    let mut k = crate::transform::fuse_kernels::KernelClasses::empty();
+    for (class, ops) in &set.kernels {
+        for op in ops {
+            // Class names are checked by the rule-file test (`kernel_classes_are_known`).
+            let _ = k.insert(class, op);
+        }
+    }
+    k
+}
+
+fn collect_domains(g: &Graph, out: &mut std::collections::BTreeSet<String>) {
+    for (_, n) in g.nodes() {
+        if n.domain == "com.microsoft" {
+            out.insert(n.domain.clone());
+        }
+        for a in &n.attrs {
+            for sub in a.value.graphs() {
+                collect_domains(sub, out);
+            }
+        }
+    }
 }

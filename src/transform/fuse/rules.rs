@@ -833,6 +833,18 @@ mod tests {
     }
 
     #[test]
+    fn kernel_classes_are_known() {
+        let set = builtin_rules().unwrap();
+        let mut k = crate::transform::fuse_kernels::KernelClasses::empty();
+        for (class, ops) in &set.kernels {
+            for op in ops {
+                k.insert(class, op).unwrap();
+            }
+        }
+        assert!(k.class_of("Add").is_some() && k.class_of("ReduceMean").is_some());
+    }
+
+    #[test]
     fn errors_name_file_and_line() {
         let e = parse_rules("x.rules", "# c\nrule a-b\n  (Mul ?x 1) => ?y\n").unwrap_err();
         assert_eq!(e.line, 3);

@@ -192,8 +192,8 @@ pub(super) fn convert(op: &str, version: i64, e: &mut NodeEdit) -> Res {
             Some(_) => Ok(Outcome::Unchanged),
             None => refuse("the input type is unknown (float16 ranges change precision)"),
         },
-        ("ReduceSum", 13) => Ok(changed(e.ints_to_input("axes", 1)?)),
-        (o, 18) if REDUCE_OPS.contains(&o) => Ok(changed(e.ints_to_input("axes", 1)?)),
+        ("ReduceSum", 13) => optional_axes_to_input(e),
+        (o, 18) if REDUCE_OPS.contains(&o) => optional_axes_to_input(e),
         ("Resize", 11) => resize_11(e),
         ("Resize", 13) => match e.str_attr("coordinate_transformation_mode")?.as_deref() {
             Some("tf_half_pixel_for_nn") => refuse("coordinate_transformation_mode tf_half_pixel_for_nn was removed at opset 13"),
@@ -225,7 +225,7 @@ pub(super) fn convert(op: &str, version: i64, e: &mut NodeEdit) -> Res {
             e.set_attr("num_outputs", AttrValue::Int(n));
             Ok(Outcome::Changed)
         }
-        ("Squeeze", 13) => Ok(changed(e.ints_to_input("axes", 1)?)),
+        ("Squeeze", 13) => optional_axes_to_input(e),
         ("Unsqueeze", 13) => {
             if !e.ints_to_input("axes", 1)? {
                 return refuse("no axes attribute");
@@ -258,6 +258,17 @@ pub(super) fn convert(op: &str, version: i64, e: &mut NodeEdit) -> Res {
         }
         _ => Err(Refusal::NoConversion),
     }
+}
+
+/// Reductions and Squeeze: `axes` moves to input 1. An empty list meant "all
+/// axes" (every reduction; every unit dimension for Squeeze), which the newer
+/// form says by leaving the input out.
+fn optional_axes_to_input(e: &mut NodeEdit) -> Res {
+    if e.ints_attr("axes")?.is_some_and(|a| a.is_empty()) {
+        e.drop_attr("axes");
+        return Ok(Outcome::Changed);
+    }
+    Ok(changed(e.ints_to_input("axes", 1)?))
 }
 
 fn selu_6(e: &mut NodeEdit) -> Res {

@@ -149,7 +149,7 @@ impl NodeEdit<'_> {
         }
     }
 
-    pub(super) fn declared_type(&self, v: ValueId) -> Option<&crate::ir::types::Type> {
+    fn declared_type(&self, v: ValueId) -> Option<&crate::ir::types::Type> {
         self.g.value(v).ty.as_ref().or_else(|| {
             self.twin
                 .filter(|_| (v.0 as usize) < self.twin_values)
@@ -224,7 +224,7 @@ impl NodeEdit<'_> {
     }
 }
 
-pub(super) fn kind_error(name: &str, v: &AttrValue, want: &str) -> String {
+fn kind_error(name: &str, v: &AttrValue, want: &str) -> String {
     format!("attribute '{name}' is {}, not {want}", v.kind_name())
 }
 
@@ -245,4 +245,3 @@ pub(super) fn float_tensor(dtype: DType, shape: &[usize], values: &[f64]) -> Opt
         _ => return None,
     })
 }
-
