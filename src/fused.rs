@@ -702,8 +702,41 @@ mod tests {
     }
 
     #[test]
+    fn a_saved_file_loads_back_with_fused_nodes() {
+        let (original, m) = fuse_two_groups();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fused.onnx");
+        crate::onnx::save(&m, &path, &Default::default()).unwrap();
+        let back = crate::onnx::load(&path, &crate::security::LoadPolicy::default()).unwrap();
+        assert_eq!(back.graph.nodes().filter(|(_, n)| is_fused(n)).count(), 2);
+        same_outputs(&original, &back);
+    }
+
+    #[test]
+    fn calls_that_do_not_fit_stay_function_calls() {
+        let (original, m) = fuse_two_groups();
+        let mut p = crate::onnx::to_proto(&m).unwrap();
+        // A call with an extra input is not the function's body any more.
+        let g = p.graph.as_mut().unwrap();
+        let call = g
+            .node
+            .iter_mut()
+            .find(|n| n.input.len() == 1 && n.domain.as_deref() == Some(FUSED_DOMAIN))
+            .unwrap();
+        call.input.push(String::new());
+        let here = std::path::Path::new(".");
+        let policy = crate::security::LoadPolicy::default();
+        let back = crate::onnx::from_proto(p, here, here, &policy).unwrap();
+        assert_eq!(back.functions.len(), 1);
+        assert_eq!(back.graph.nodes().filter(|(_, n)| is_fused(n)).count(), 1);
+        assert!(back.opset_version(FUSED_DOMAIN).is_some());
+        same_outputs(&original, &back);
+    }
+
+    #[test]
     fn identical_bodies_share_one_function() {
-        let t = "opset _=17\ngraph @g(%x: f32[4], %u: f32[4]) -> (%y, %z) {\n  %a = Neg(%x)\n  %y = Exp(%a)\n  %b = Neg(%u)\n  %z = Exp(%b)\n  %c = Neg(%y)\n  %w = Sigmoid(%c)\n  return %y, %z\n}\n";
+        // The constants have other names but the same value.
+        let t = "opset _=17\ngraph @g(%x: f32[4], %u: f32[4]) -> (%y, %z) {\n  %k1 = const f32[] @k1 [2.0]\n  %k2 = const f32[] @k2 [2.0]\n  %a = Mul(%x, %k1)\n  %y = Exp(%a)\n  %b = Mul(%u, %k2)\n  %z = Exp(%b)\n  %c = Neg(%y)\n  %w = Sigmoid(%c)\n  return %y, %z\n}\n";
         let mut m = parse_model(t).unwrap();
         let g = &mut m.graph;
         let by_out = |g: &Graph, names: &[&str]| -> Vec<NodeId> {
@@ -717,7 +750,7 @@ mod tests {
             make_fused(g, &nodes).unwrap();
         }
         let p = crate::onnx::to_proto(&m).unwrap();
-        // Neg+Exp twice (one function), Neg+Sigmoid once.
+        // Mul+Exp twice (one function), Neg+Sigmoid once.
         assert_eq!(p.functions.len(), 2);
         let names: Vec<String> = p
             .functions

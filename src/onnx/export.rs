@@ -734,6 +734,25 @@ fn fused_function_body(body: &Graph) -> Graph {
     for (v, name) in rename {
         g.value_mut(v).name = name;
     }
+    // Constant tensors are named after their (renamed) output.
+    let ids: Vec<_> = g.node_ids().collect();
+    for id in ids {
+        let Some(&Some(out)) = g.node(id).outputs.first() else {
+            continue;
+        };
+        let name = g.value(out).name.clone();
+        let n = g.node_mut(id);
+        if n.op_type != "Constant" || !n.domain.is_empty() {
+            continue;
+        }
+        for a in n.attrs.iter_mut() {
+            match &mut a.value {
+                AttrValue::Tensor(t) => t.name = name.clone(),
+                AttrValue::SparseTensor(s) => s.values.name = name.clone(),
+                _ => {}
+            }
+        }
+    }
     g.name = "fused".into();
     g
 }

@@ -143,8 +143,9 @@ pub fn from_proto(
 /// the model's opsets) back into fused nodes whose body is the function's body,
 /// so that modc's output loads back in the form it was written from. A function
 /// all of whose calls became fused nodes is dropped, and so is the `ai.modc`
-/// opset import when no function of that domain is left. Calls that do not fit
-/// (other input counts, attributes, a function calling itself) stay calls.
+/// opset import when nothing but fused nodes uses that domain any more. Calls
+/// that do not fit (other input counts, attributes, a function calling itself)
+/// stay calls.
 fn restore_fused(m: &mut Model) {
     let same = |a: &str, b: &str| {
         let norm = |d: &str| {
@@ -204,7 +205,8 @@ fn restore_fused(m: &mut Model) {
     m.functions.retain(|f| {
         !(f.domain == FUSED_DOMAIN && done.contains_key(&f.name) && !called.contains(&f.name))
     });
-    if !m.functions.iter().any(|f| f.domain == FUSED_DOMAIN) {
+    // Fused nodes alone do not need the import (export adds it back).
+    if called.is_empty() && !m.functions.iter().any(|f| f.domain == FUSED_DOMAIN) {
         m.opset_imports
             .retain(|o| !(o.domain == FUSED_DOMAIN && o.version == FUSED_OPSET));
     }

@@ -156,7 +156,7 @@ fn infer_graph(
         // Symbolic shape values (Shape -> Slice -> Concat ...) and the Expand /
         // Reshape outputs they describe.
         if node.domain.is_empty() || node.domain == "ai.onnx" {
-            let in_shapes: Vec<Option<Vec<Dim>>> = in_types.iter().map(|t| dims_of(t)).collect();
+            let in_shapes: Vec<Option<Vec<Dim>>> = in_types.iter().map(dims_of).collect();
             let in_vals: Vec<Option<Vec<Dim>>> = node
                 .inputs
                 .iter()

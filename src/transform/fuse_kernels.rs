@@ -11,10 +11,13 @@
 //! as values read outside it. An elementwise chain, a normalization or a softmax
 //! written out in basic ops, with the reshapes around them, each end as one node.
 //!
+//! A group stops growing at [`MAX_GROUP_NODES`]; the next node starts a new one.
+//!
 //! What it does not do: choose between groupings by cost (it is greedy, in graph
-//! order), join siblings that only share an input, split a group that grew past
-//! [`MAX_GROUP_NODES`], touch ops of other domains, nodes with subgraphs, or fused
-//! nodes (so running it again changes nothing), or look inside fused bodies.
+//! order), join siblings that only share an input, touch ops of other domains,
+//! nodes with subgraphs, or fused nodes (so running it again changes nothing), or
+//! look inside fused bodies. Whether a group makes a good kernel (how its
+//! reductions line up) is for the code generator to decide.
 //!
 //! ```
 //! use modc::{group_kernels, parse_model, KernelClasses};

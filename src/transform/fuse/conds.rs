@@ -521,7 +521,8 @@ fn moved_param(cx: &CondCtx, args: &[CondArg], b: &mut Bindings) -> bool {
     }
     let off = xs.len() - vs.len();
     for (i, &d) in vs.iter().enumerate() {
-        if off + i != axis && d != 1 || off + i == axis && d != 1 && d as i64 != n {
+        // Size 1 anywhere; the axis' own size along it.
+        if d != 1 && (off + i != axis || d as i64 != n) {
             return false;
         }
     }

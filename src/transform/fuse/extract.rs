@@ -67,7 +67,11 @@ pub fn node_cost(eg: &FuseGraph, id: Id, node: &ONode) -> f64 {
         ONode::Const { .. } | ONode::Leaf(_) => 0.0,
         ONode::Op { op, children, .. } => {
             let out = &eg[id].data;
-            let inputs: f64 = children
+            let mut distinct: Vec<Id> = children.iter().map(|&c| eg.find(c)).collect();
+            distinct.sort();
+            distinct.dedup();
+            // Each distinct input is read once (x*x reads x once).
+            let inputs: f64 = distinct
                 .iter()
                 .map(|&c| {
                     let d = &eg[c].data;
@@ -193,9 +197,33 @@ pub fn exact(eg: &FuseGraph, roots: &[Id], start: Choice, limit: u64) -> (Choice
             }
         }
     }
+    // Nodes of a class that read the same non-constant classes differ only in
+    // their own cost: keep the cheapest of each such group (the choice cannot
+    // change what is shared).
+    let is_free = |k: Id| eg[k].nodes.iter().any(|n| n.is_leaf());
     let options: Vec<(Id, Vec<ONode>)> = reach
         .iter()
-        .map(|&c| (c, eg[c].nodes.clone()))
+        .map(|&c| {
+            let mut best: HashMap<Vec<Id>, (f64, ONode)> = HashMap::new();
+            for n in &eg[c].nodes {
+                let mut key: Vec<Id> = n
+                    .children()
+                    .iter()
+                    .map(|&k| eg.find(k))
+                    .filter(|&k| !is_free(k))
+                    .collect();
+                key.sort();
+                key.dedup();
+                let cost = node_cost(eg, c, n);
+                let keep = best.get(&key).is_none_or(|(b, _)| cost < *b);
+                if keep {
+                    best.insert(key, (cost, n.clone()));
+                }
+            }
+            let mut v: Vec<ONode> = best.into_values().map(|(_, n)| n).collect();
+            v.sort();
+            (c, v)
+        })
         .filter(|(_, v)| v.len() > 1)
         .collect();
     let combos: f64 = options.iter().map(|(_, v)| v.len() as f64).product();
@@ -212,6 +240,43 @@ pub fn exact(eg: &FuseGraph, roots: &[Id], start: Choice, limit: u64) -> (Choice
     let mut cur = start;
     for &c in &reach {
         cur.entry(c).or_insert_with(|| eg[c].nodes[0].clone());
+    }
+    // Classes with one option after pruning take it.
+    let pruned_single: Vec<(Id, ONode)> = reach
+        .iter()
+        .filter(|c| !options.iter().any(|(o, _)| o == *c))
+        .filter_map(|&c| {
+            let mut nodes: Vec<&ONode> = eg[c].nodes.iter().collect();
+            nodes.sort_by(|a, b| node_cost(eg, c, a).total_cmp(&node_cost(eg, c, b)));
+            let grouped_one = {
+                let keys: HashSet<Vec<Id>> = eg[c]
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let mut k: Vec<Id> = n
+                            .children()
+                            .iter()
+                            .map(|&k| eg.find(k))
+                            .filter(|&k| !is_free(k))
+                            .collect();
+                        k.sort();
+                        k.dedup();
+                        k
+                    })
+                    .collect();
+                keys.len() == 1
+            };
+            (grouped_one && nodes.len() > 1).then(|| (c, nodes[0].clone()))
+        })
+        .collect();
+    for (c, n) in pruned_single {
+        cur.insert(c, n);
+    }
+    if let Some(cost) = dag_cost(eg, roots, &cur) {
+        if cost < best_cost - 1e-9 {
+            best_cost = cost;
+            best = cur.clone();
+        }
     }
     let mut idx = vec![0usize; options.len()];
     let mut count = 0u64;

@@ -584,7 +584,7 @@ fn attr_ints(attrs: &[Attr], name: &str) -> Option<Vec<i64>> {
 /// Expand, Reshape, MatMul, Transpose), with the dims a shape tensor holds
 /// ([`crate::ops::shape_values`]). This is what lets conditions see
 /// `[batch,512,256]` through an exporter's `Expand(x, Concat(Slice(Shape(input)), ...))`.
-fn shape_op_info<'a>(op: &str, attrs: &[Attr], opset: i64, kids: &[&'a Info]) -> Option<Info> {
+fn shape_op_info(op: &str, attrs: &[Attr], opset: i64, kids: &[&Info]) -> Option<Info> {
     let shape_of = |i: usize| kids.get(i).and_then(|k| k.shape.clone());
     let shapes: Vec<Option<Vec<Dim>>> = kids.iter().map(|k| k.shape.clone()).collect();
     let values: Vec<Option<Vec<Dim>>> = kids.iter().map(|k| k.dims_value.clone()).collect();
@@ -595,15 +595,13 @@ fn shape_op_info<'a>(op: &str, attrs: &[Attr], opset: i64, kids: &[&'a Info]) ->
             if dims_value.is_some() =>
         {
             let n = dims_value.as_ref().map(|d| d.len() as i64).unwrap_or(0);
-            if op == "Gather"
+            let scalar_index = op == "Gather"
                 && kids
                     .get(1)
                     .and_then(|k| k.shape.as_ref())
-                    .is_some_and(|s| s.is_empty())
-            {
-                Some(vec![])
-            } else if matches!(op, "Squeeze") && first.shape.as_ref().is_some_and(|s| s.len() == 1)
-            {
+                    .is_some_and(|s| s.is_empty());
+            let squeezed = op == "Squeeze" && first.shape.as_ref().is_some_and(|s| s.len() == 1);
+            if scalar_index || squeezed {
                 Some(vec![])
             } else {
                 Some(vec![Dim::fixed(n)])

@@ -71,7 +71,7 @@ impl Default for FuseOptions {
             iter_limit: 12,
             time_limit: Duration::from_secs(2),
             exact: false,
-            exact_limit: 200_000,
+            exact_limit: 1_000_000,
             target: Target::Onnx,
         }
     }
@@ -155,8 +155,8 @@ pub fn saturate_and_extract(
     };
     stats.region_nodes = built.nodes.len();
     let mut built = built;
-    let mut eg = std::mem::take(&mut built.eg);
-    let rewrites = rules::compile(rules, &mut eg.analysis);
+    let eg = std::mem::take(&mut built.eg);
+    let rewrites = rules::compile(rules);
     let runner = egg::Runner::<lang::ONode, lang::Region>::new(lang::Region::default())
         .with_egraph(eg)
         .with_node_limit(opts.node_limit)
@@ -287,7 +287,11 @@ impl Pass for Fuse {
             cx.rewrites += made;
             changed |= made > 0;
         }
-        if stats.region_nodes > 0 {
+        let notable = stats.applied
+            || stats.kernels > 0
+            || stats.stop != "saturated"
+            || matches!(stats.exact, Some(extract::ExactOutcome::TooLarge { .. }));
+        if stats.region_nodes > 0 && (notable || cx.depth == 0) {
             let where_ = if cx.depth > 0 { " (subgraph)" } else { "" };
             cx.details
                 .push(format!("{}{where_}: {}", self.name(), stats.summary()));

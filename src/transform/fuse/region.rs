@@ -70,6 +70,16 @@ fn info_of(ty: &Option<Type>) -> Info {
     }
 }
 
+/// Attribute defaults written out on conversion, so that rules can name them.
+fn attr_defaults(op: &str) -> Vec<(&'static str, AttrValue)> {
+    match op {
+        "Elu" => vec![("alpha", AttrValue::Float(1.0))],
+        "HardSigmoid" => vec![("alpha", AttrValue::Float(0.2)), ("beta", AttrValue::Float(0.5))],
+        "LeakyRelu" => vec![("alpha", AttrValue::Float(0.01))],
+        _ => vec![],
+    }
+}
+
 /// Whether the reduction `op` takes `axes` as an input at `opset`.
 fn axes_is_input(op: &str, opset: i64) -> bool {
     if op == "ReduceSum" {
@@ -133,16 +143,44 @@ pub fn build(g: &Graph, opset: i64) -> Option<Built> {
             kids.push(id);
         }
         let mut attrs: Vec<Attr> = node.attrs.clone();
+        for (name, value) in attr_defaults(&node.op_type) {
+            if !attrs.iter().any(|a| a.name == *name) {
+                attrs.push(Attr::new(name, value.clone()));
+            }
+        }
         if is_reduce(&node.op_type) {
+            let rank = node.inputs.first().copied().flatten().and_then(|v| {
+                g.value(v).ty.as_ref()?.as_tensor()?.1.map(|s| s.rank())
+            });
+            let mut axes: Option<Vec<i64>> = None;
             if let Some(pos) = attrs.iter().position(|a| a.name == "axes") {
                 let a = attrs.remove(pos);
-                if let AttrValue::Ints(axes) = &a.value {
-                    let t =
-                        crate::interp::value::TensorValue::from_i64(&[axes.len()], axes.clone());
-                    let c = eg.analysis.intern_const(t);
-                    kids.truncate(1);
-                    kids.push(eg.add(c));
+                if let AttrValue::Ints(v) = &a.value {
+                    if !axes_is_input(&node.op_type, opset) {
+                        axes = Some(v.clone());
+                    }
                 }
+            } else if kids.len() > 1 {
+                axes = node.inputs[1].and_then(|v| edit::const_i64s(g, v));
+            }
+            // One spelling per axis set: sorted, non-negative.
+            if let (Some(v), Some(rank)) = (axes.as_mut(), rank) {
+                let r = rank as i64;
+                if v.iter().all(|&a| (-r..r).contains(&a)) {
+                    for a in v.iter_mut() {
+                        if *a < 0 {
+                            *a += r;
+                        }
+                    }
+                    v.sort_unstable();
+                    v.dedup();
+                }
+            }
+            if let Some(axes) = axes.filter(|a| !a.is_empty()) {
+                let t = crate::interp::value::TensorValue::from_i64(&[axes.len()], axes);
+                let c = eg.analysis.intern_const(t);
+                kids.truncate(1);
+                kids.push(eg.add(c));
             }
             if !attrs.iter().any(|a| a.name == "keepdims") {
                 attrs.push(Attr::new("keepdims", AttrValue::Int(1)));

@@ -51,6 +51,9 @@ pub enum AttrLit {
     Bind(String),
 }
 
+/// An op name as written: domain, op type, attributes.
+type OpHead = (String, String, Vec<(String, AttrLit)>);
+
 /// A pattern of a rule.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Pat {
@@ -298,7 +301,7 @@ impl Lexer<'_> {
         }
     }
 
-    fn op_head(&self, head: &str) -> Result<(String, String, Vec<(String, AttrLit)>), RuleError> {
+    fn op_head(&self, head: &str) -> Result<OpHead, RuleError> {
         let (name, attrs) = match head.find('{') {
             Some(p) => {
                 let inner = head[p + 1..]
@@ -593,7 +596,7 @@ fn attr_of(name: &str, lit: &AttrLit, b: &Bindings) -> Option<Attr> {
 }
 
 /// Compiles the left side to an egg pattern.
-fn lhs_ast(p: &Pat, region: &mut Region, out: &mut PatternAst<ONode>) -> Id {
+fn lhs_ast(p: &Pat, out: &mut PatternAst<ONode>) -> Id {
     match p {
         Pat::Var(v) => out.add(ENodeOrVar::Var(
             v.parse::<Var>().expect("checked by the parser"),
@@ -609,7 +612,7 @@ fn lhs_ast(p: &Pat, region: &mut Region, out: &mut PatternAst<ONode>) -> Id {
             attrs,
             children,
         } => {
-            let kids: Vec<Id> = children.iter().map(|c| lhs_ast(c, region, out)).collect();
+            let kids: Vec<Id> = children.iter().map(|c| lhs_ast(c, out)).collect();
             let text = if attrs.is_empty() {
                 ANY_ATTRS.to_string()
             } else {
@@ -805,12 +808,12 @@ impl egg::Searcher<ONode, Region> for PatternSearcher {
 }
 
 /// Compiles rules to egg rewrites.
-pub fn compile(rules: &[&Rule], region: &mut Region) -> Vec<Rewrite<ONode, Region>> {
+pub fn compile(rules: &[&Rule]) -> Vec<Rewrite<ONode, Region>> {
     rules
         .iter()
         .filter_map(|r| {
             let mut ast = RecExpr::default();
-            lhs_ast(&r.lhs, region, &mut ast);
+            lhs_ast(&r.lhs, &mut ast);
             let searcher = PatternSearcher::new(ast);
             let applier = RuleApplier {
                 rhs: r.rhs.clone(),
