@@ -243,11 +243,34 @@ impl Graph {
         let live: Vec<NodeId> = self.node_ids().collect();
         let mut indegree: HashMap<NodeId, usize> = HashMap::new();
         let mut users: HashMap<NodeId, Vec<NodeId>> = HashMap::new();
+        // Values subgraphs read by name count as inputs of the node holding them.
+        let mut by_name: Option<HashMap<&str, NodeId>> = None;
         for &n in &live {
             let mut preds = HashSet::new();
             for v in self.node(n).inputs.iter().flatten() {
                 if let Some(p) = self.producer(*v) {
                     preds.insert(p);
+                }
+            }
+            for a in &self.node(n).attrs {
+                for sub in a.value.graphs() {
+                    let names = by_name.get_or_insert_with(|| {
+                        self.nodes()
+                            .flat_map(|(id, node)| {
+                                node.outputs
+                                    .iter()
+                                    .flatten()
+                                    .map(move |&v| (self.value(v).name.as_str(), id))
+                            })
+                            .collect()
+                    });
+                    for name in crate::fused::outer_reads(sub) {
+                        if let Some(&p) = names.get(name.as_str()) {
+                            if p != n {
+                                preds.insert(p);
+                            }
+                        }
+                    }
                 }
             }
             indegree.insert(n, preds.len());
@@ -319,10 +342,14 @@ impl Graph {
         g
     }
 
-    /// Total number of nodes, including the nodes of every subgraph.
+    /// Total number of nodes, including the nodes of every subgraph; a fused
+    /// kernel node counts once (its body is its implementation).
     pub fn node_count_recursive(&self) -> usize {
         self.nodes()
             .map(|(_, n)| {
+                if crate::fused::is_fused(n) {
+                    return 1;
+                }
                 1 + n
                     .attrs
                     .iter()
@@ -333,7 +360,8 @@ impl Graph {
             .sum()
     }
 
-    /// Counts of op types (`domain::op` for non-default domains), subgraphs included.
+    /// Counts of op types (`domain::op` for non-default domains), subgraphs
+    /// included; a fused kernel node counts once (its body is its implementation).
     pub fn op_histogram(&self, into: &mut BTreeMap<String, usize>) {
         for (_, n) in self.nodes() {
             let key = if n.domain.is_empty() || n.domain == "ai.onnx" {
@@ -342,6 +370,9 @@ impl Graph {
                 format!("{}::{}", n.domain, n.op_type)
             };
             *into.entry(key).or_default() += 1;
+            if crate::fused::is_fused(n) {
+                continue;
+            }
             for a in &n.attrs {
                 for g in a.value.graphs() {
                     g.op_histogram(into);

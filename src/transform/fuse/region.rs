@@ -74,7 +74,10 @@ fn info_of(ty: &Option<Type>) -> Info {
 fn attr_defaults(op: &str) -> Vec<(&'static str, AttrValue)> {
     match op {
         "Elu" => vec![("alpha", AttrValue::Float(1.0))],
-        "HardSigmoid" => vec![("alpha", AttrValue::Float(0.2)), ("beta", AttrValue::Float(0.5))],
+        "HardSigmoid" => vec![
+            ("alpha", AttrValue::Float(0.2)),
+            ("beta", AttrValue::Float(0.5)),
+        ],
         "LeakyRelu" => vec![("alpha", AttrValue::Float(0.01))],
         _ => vec![],
     }
@@ -149,9 +152,12 @@ pub fn build(g: &Graph, opset: i64) -> Option<Built> {
             }
         }
         if is_reduce(&node.op_type) {
-            let rank = node.inputs.first().copied().flatten().and_then(|v| {
-                g.value(v).ty.as_ref()?.as_tensor()?.1.map(|s| s.rank())
-            });
+            let rank = node
+                .inputs
+                .first()
+                .copied()
+                .flatten()
+                .and_then(|v| g.value(v).ty.as_ref()?.as_tensor()?.1.map(|s| s.rank()));
             let mut axes: Option<Vec<i64>> = None;
             if let Some(pos) = attrs.iter().position(|a| a.name == "axes") {
                 let a = attrs.remove(pos);
