@@ -30,6 +30,7 @@ pub mod conds;
 pub mod extract;
 pub mod lang;
 mod region;
+pub mod rewrite;
 pub mod rules;
 
 use crate::ir::graph::Graph;
@@ -156,7 +157,7 @@ pub fn saturate_and_extract(
     stats.region_nodes = built.nodes.len();
     let mut built = built;
     let eg = std::mem::take(&mut built.eg);
-    let rewrites = rules::compile(rules);
+    let rewrites = rewrite::compile(rules);
     let runner = egg::Runner::<lang::ONode, lang::Region>::new(lang::Region::default())
         .with_egraph(eg)
         .with_node_limit(opts.node_limit)
@@ -178,7 +179,8 @@ pub fn saturate_and_extract(
         }
     }
     let eg = runner.egraph;
-    if std::env::var_os("MODC_FUSE_DUMP").is_some() {
+    // The e-graph after saturation, one e-class per line (RUST_LOG=modc=trace).
+    if tracing::enabled!(tracing::Level::TRACE) {
         for c in eg.classes() {
             let shape = c.data.shape.as_ref().map(|s| {
                 s.iter()
@@ -195,7 +197,7 @@ pub fn saturate_and_extract(
                 .iter()
                 .map(|n| format!("{n}{:?}", egg::Language::children(n)))
                 .collect();
-            eprintln!(
+            tracing::trace!(
                 "{} [{}] {:?}: {}",
                 c.id,
                 shape.unwrap_or("*".into()),
