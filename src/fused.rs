@@ -244,18 +244,8 @@ impl Deps {
 }
 
 fn describe(g: &Graph, n: NodeId) -> String {
-    let node = g.node(n);
-    let name = match &node.name {
-        Some(s) if !s.is_empty() => s.clone(),
-        _ => node
-            .outputs
-            .iter()
-            .flatten()
-            .next()
-            .map(|v| g.value(*v).name.clone())
-            .unwrap_or_else(|| format!("#{}", n.0)),
-    };
-    format!("node '{name}' ({})", node.op_type)
+    let name = crate::interp::node_name(g, n);
+    format!("node '{name}' ({})", g.node(n).op_type)
 }
 
 /// Moves the nodes `nodes` of `g` into one new fused node and returns its id.
