@@ -25,6 +25,7 @@
 //! # Ok::<(), modc::OnnxError>(())
 //! ```
 
+pub mod codegen;
 pub mod conformance;
 pub mod fused;
 mod inspect;
@@ -33,6 +34,8 @@ mod ir;
 mod onnx;
 mod ops;
 pub mod pass;
+pub mod plan;
+pub mod runtime;
 mod security;
 mod transform;
 

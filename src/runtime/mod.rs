@@ -1,0 +1,1 @@
+//! The GPU runtime: wgpu device, buffers from the memory plan, dispatch (being written).
