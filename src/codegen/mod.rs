@@ -4,12 +4,14 @@
 
 pub mod spec;
 
+mod data;
 mod elementwise;
 mod linalg;
 mod nn;
-mod data;
 
-pub use spec::{DeviceLimits, Dispatch, Lowering, NodeInfo, NodeKernels, Slot, Storage, TensorDesc};
+pub use spec::{
+    DeviceLimits, Dispatch, Lowering, NodeInfo, NodeKernels, Slot, Storage, TensorDesc,
+};
 
 /// Lowers a node: the first generator family that knows the op answers.
 pub fn lower(info: &NodeInfo) -> Lowering {

@@ -28,6 +28,7 @@
 
 use crate::fused::{is_fused, make_fused, Deps};
 use crate::ir::graph::{Graph, NodeId};
+use crate::ir::types::DimValue;
 use crate::pass::edit::{is_const, is_onnx};
 use crate::pass::{Pass, PassCtx, PassError};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -45,6 +46,9 @@ pub struct KernelClasses {
     /// Data movement without arithmetic; grouped only with constant shape or axes
     /// inputs.
     pub view: BTreeSet<String>,
+    /// Heavy ops (Conv, MatMul, Gemm) that may take an elementwise epilogue: the
+    /// elementwise ops that follow one, at its output's shape, join its kernel.
+    pub anchor: BTreeSet<String>,
 }
 
 /// The class of one op.
@@ -53,105 +57,15 @@ pub enum KernelClass {
     Elementwise,
     Reduce,
     View,
+    Anchor,
 }
 
-const ELEMENTWISE: &[&str] = &[
-    "Abs",
-    "Acos",
-    "Acosh",
-    "Add",
-    "And",
-    "Asin",
-    "Asinh",
-    "Atan",
-    "Atanh",
-    "BitwiseAnd",
-    "BitwiseNot",
-    "BitwiseOr",
-    "BitwiseXor",
-    "Cast",
-    "CastLike",
-    "Ceil",
-    "Celu",
-    "Clip",
-    "Cos",
-    "Cosh",
-    "Div",
-    "Elu",
-    "Equal",
-    "Erf",
-    "Exp",
-    "Floor",
-    "Gelu",
-    "Greater",
-    "GreaterOrEqual",
-    "HardSigmoid",
-    "HardSwish",
-    "IsInf",
-    "IsNaN",
-    "LeakyRelu",
-    "Less",
-    "LessOrEqual",
-    "Log",
-    "Max",
-    "Mean",
-    "Min",
-    "Mish",
-    "Mod",
-    "Mul",
-    "Neg",
-    "Not",
-    "Or",
-    "Pow",
-    "PRelu",
-    "Reciprocal",
-    "Relu",
-    "Round",
-    "Selu",
-    "Shrink",
-    "Sigmoid",
-    "Sign",
-    "Sin",
-    "Sinh",
-    "Softplus",
-    "Softsign",
-    "Sqrt",
-    "Sub",
-    "Sum",
-    "Tan",
-    "Tanh",
-    "ThresholdedRelu",
-    "Where",
-    "Xor",
-];
-
-const REDUCE: &[&str] = &[
-    "LayerNormalization",
-    "LogSoftmax",
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceLogSum",
-    "ReduceLogSumExp",
-    "ReduceMax",
-    "ReduceMean",
-    "ReduceMin",
-    "ReduceProd",
-    "ReduceSum",
-    "ReduceSumSquare",
-    "RMSNormalization",
-    "Softmax",
-];
-
-const VIEW: &[&str] = &["Flatten", "Identity", "Reshape", "Squeeze", "Unsqueeze"];
-
 impl Default for KernelClasses {
+    /// The classes `passes/fusion.rules` declares (the one list of them).
     fn default() -> Self {
-        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-        KernelClasses {
-            elementwise: set(ELEMENTWISE),
-            reduce: set(REDUCE),
-            view: set(VIEW),
-        }
+        crate::transform::fuse::rules::builtin_rules()
+            .map(|set| crate::transform::fuse::kernel_classes(&set))
+            .unwrap_or_else(|_| KernelClasses::empty())
     }
 }
 
@@ -162,10 +76,12 @@ impl KernelClasses {
             elementwise: BTreeSet::new(),
             reduce: BTreeSet::new(),
             view: BTreeSet::new(),
+            anchor: BTreeSet::new(),
         }
     }
 
-    /// Adds `op` to the class named `class` (`elementwise`, `reduce` or `view`).
+    /// Adds `op` to the class named `class` (`elementwise`, `reduce`, `view` or
+    /// `anchor`).
     pub fn insert(&mut self, class: &str, op: &str) -> Result<(), String> {
         if op.is_empty() {
             return Err("an op type must not be empty".into());
@@ -174,9 +90,10 @@ impl KernelClasses {
             "elementwise" => &mut self.elementwise,
             "reduce" => &mut self.reduce,
             "view" => &mut self.view,
+            "anchor" => &mut self.anchor,
             _ => {
                 return Err(format!(
-                    "unknown kernel class '{class}' (known: elementwise, reduce, view)"
+                    "unknown kernel class '{class}' (known: elementwise, reduce, view, anchor)"
                 ))
             }
         };
@@ -192,6 +109,8 @@ impl KernelClasses {
             Some(KernelClass::Reduce)
         } else if self.view.contains(op) {
             Some(KernelClass::View)
+        } else if self.anchor.contains(op) {
+            Some(KernelClass::Anchor)
         } else {
             None
         }
@@ -303,16 +222,30 @@ fn group_with(g: &mut Graph, classes: &KernelClasses, deps: &Deps, keep_ancestor
     // Groups by index; merged groups are emptied.
     let mut groups: Vec<Vec<NodeId>> = Vec::new();
     let mut group_of: HashMap<NodeId, usize> = HashMap::new();
+    // The anchor node of the groups that hold one.
+    let mut anchor_of: HashMap<usize, NodeId> = HashMap::new();
     for &n in &order {
-        if !class.contains_key(&n) {
+        let Some(&cls) = class.get(&n) else {
             continue;
-        }
+        };
         let mut producer_groups: Vec<usize> = Vec::new();
-        for p in deps.preds_of(n) {
-            if let Some(&k) = group_of.get(p) {
-                if !producer_groups.contains(&k) {
-                    producer_groups.push(k);
+        if cls != KernelClass::Anchor {
+            // An anchor never takes its producers in: its kernel starts at it.
+            for p in deps.preds_of(n) {
+                if let Some(&k) = group_of.get(p) {
+                    if !producer_groups.contains(&k) {
+                        producer_groups.push(k);
+                    }
                 }
+            }
+        }
+        // Only an elementwise op of the anchor's output shape joins an anchor's
+        // group (its epilogue), and then no other group joins with it.
+        if let Some(&k) = producer_groups.iter().find(|k| anchor_of.contains_key(k)) {
+            if cls == KernelClass::Elementwise && same_output_shape(g, n, anchor_of[&k]) {
+                producer_groups = vec![k];
+            } else {
+                producer_groups.retain(|k| !anchor_of.contains_key(k));
             }
         }
         let mut members: Vec<NodeId> = vec![n];
@@ -327,10 +260,16 @@ fn group_with(g: &mut Graph, classes: &KernelClasses, deps: &Deps, keep_ancestor
                 merged.push(k);
             }
         }
+        let id = groups.len();
         for k in merged {
             groups[k].clear();
+            if let Some(a) = anchor_of.remove(&k) {
+                anchor_of.insert(id, a);
+            }
         }
-        let id = groups.len();
+        if cls == KernelClass::Anchor {
+            anchor_of.insert(id, n);
+        }
         for &m in &members {
             group_of.insert(m, id);
         }
@@ -352,6 +291,17 @@ fn group_with(g: &mut Graph, classes: &KernelClasses, deps: &Deps, keep_ancestor
         }
     }
     made
+}
+
+/// Whether node `n`'s first output has the known shape of `anchor`'s first output.
+fn same_output_shape(g: &Graph, n: NodeId, anchor: NodeId) -> bool {
+    let shape = |id: NodeId| {
+        let v = g.node(id).outputs.first().copied().flatten()?;
+        let s = g.value(v).ty.as_ref()?.as_tensor()?.1?;
+        let dims: Vec<DimValue> = s.dims.iter().map(|d| d.value.clone()).collect();
+        (!dims.contains(&DimValue::Unknown)).then_some(dims)
+    };
+    matches!((shape(n), shape(anchor)), (Some(a), Some(b)) if a == b)
 }
 
 /// Whether a path leaves `trial` and comes back into it, with every other group
@@ -467,7 +417,10 @@ mod tests {
         assert!(c.insert("reduce", "").is_err());
         let d = KernelClasses::default();
         assert_eq!(d.class_of("ReduceMean"), Some(KernelClass::Reduce));
-        assert_eq!(d.class_of("MatMul"), None);
+        assert_eq!(d.class_of("MatMul"), Some(KernelClass::Anchor));
+        assert_eq!(d.class_of("Conv"), Some(KernelClass::Anchor));
+        assert_eq!(d.class_of("IsNaN"), Some(KernelClass::Elementwise));
+        assert_eq!(d.class_of("Resize"), None);
     }
 
     #[test]
@@ -555,6 +508,29 @@ mod tests {
         let order = g.topo_order().unwrap();
         let pos = |op: &str| order.iter().position(|&n| g.node(n).op_type == op).unwrap();
         assert!(pos("MatMul") < pos("If"));
+    }
+
+    #[test]
+    fn a_conv_takes_its_bias_residual_and_activation_as_epilogue() {
+        // Conv → Add(bias) → Add(residual x) → Relu is one kernel; the Sigmoid in
+        // front of the Conv stays out (an anchor never takes its producers in).
+        let t = "opset _=17\ngraph @g(%x: f32[1,2,5,5], %w: f32[2,2,3,3]) -> (%y) {\n  %b = const f32[1,2,1,1] @b [0.5, -0.25]\n  %s = Sigmoid(%x)\n  %c = Conv(%s, %w) {pads=[1,1,1,1]} : f32[1,2,5,5]\n  %d = Add(%c, %b) : f32[1,2,5,5]\n  %e = Add(%d, %x) : f32[1,2,5,5]\n  %y = Relu(%e) : f32[1,2,5,5]\n  return %y\n}\n";
+        let (m, made) = check(t, "fuse-kernels", true);
+        assert_eq!(made, 1);
+        assert_eq!(m.graph.node_count(), 2);
+        // Body: Conv, Add, Add, Relu; inputs s, w, x (the bias is a small constant).
+        assert_eq!(fused_nodes(&m.graph), [(4, 3, 1)]);
+    }
+
+    #[test]
+    fn an_epilogue_stays_at_the_anchors_shape_and_joins_one_anchor() {
+        // The Add of two MatMuls joins only the first one's kernel; the Add that
+        // broadcasts to a larger shape and the ReduceSum stay out of the second's.
+        let t = "opset _=17\ngraph @g(%x: f32[2,3], %w: f32[3,3], %z: f32[4,2,3]) -> (%y, %r, %q) {\n  %a = MatMul(%x, %w) : f32[2,3]\n  %b = MatMul(%x, %w) : f32[2,3]\n  %s = Add(%a, %b) : f32[2,3]\n  %y = Relu(%s) : f32[2,3]\n  %c = MatMul(%y, %w) : f32[2,3]\n  %q = Add(%c, %z) : f32[4,2,3]\n  %r = ReduceSum(%c) {keepdims=0} : f32[]\n  return %y, %r, %q\n}\n";
+        let (m, made) = check(t, "fuse-kernels", true);
+        assert_eq!(made, 1);
+        assert_eq!(fused_nodes(&m.graph), [(3, 3, 1)]);
+        assert_eq!(m.graph.node_count(), 5);
     }
 
     #[test]
