@@ -8,6 +8,7 @@
 //! their argument kinds (`v` variable, `b` value, `n` number) and what they check;
 //! `passes/README.md` documents them for rule writers.
 
+use super::conds_layout as L;
 use super::lang::{approx_eq, norm_axis, splat_of, FuseGraph, Info};
 use crate::interp::value::TensorValue;
 use crate::ir::attr::AttrValue;
@@ -84,6 +85,12 @@ pub const CONDITIONS: &[(&str, &str, CondFn, &str)] = &[
     ("norm-param", "vvbb", norm_param, "?w (a constant, or exactly the normalised shape) broadcasts only over the axes from $a on of ?x; $p is ?w shaped to those axes"),
     ("max-axis-not-last", "vvbbb", axis_to_last, "?axes is one axis of ?x that is not the last; $perm moves it last, $inv moves it back, $a is -1"),
     ("gemm-operands", "vvv", gemm_operands, "?a and ?b are rank 2 and ?c broadcasts to their product's shape (Gemm's C)"),
+    ("composed-perm", "vb", L::composed_perm, "the match is a Transpose of a Transpose of ?x; $p is the one perm doing both"),
+    ("identity-perm", "v", L::identity_perm, "the match is a Transpose of ?x that keeps every axis in place"),
+    ("plain-shape", "v", L::plain_shape, "?s is a constant 1-D shape without 0 entries (a 0 would copy a dim of the Reshape's input)"),
+    ("attention-inputs", "vvv", L::attention_inputs, "?q ?k ?v are float [B,Hq,L,E], [B,Hkv,S,E], [B,Hkv,S,Ev] with Hkv = Hq or 1"),
+    ("attention-mask", "vvvv", L::attention_mask, "?m is float and broadcasts to the scores' shape [B,Hq,L,S] of ?q ?k ?v without growing it"),
+    ("scale-product", "vvb", L::scale_product, "?a and ?b are positive all-equal constants; $s is their product"),
     ("moved-param", "vvbb", moved_param, "?w broadcasts over ?x except along the axis $perm moves last; $p is ?w as a vector along that axis"),
 ];
 
@@ -154,7 +161,7 @@ fn not_const(cx: &CondCtx, args: &[CondArg], _: &mut Bindings) -> bool {
     cx.info(&args[0]).is_some_and(|i| i.value.is_none())
 }
 
-fn is_float_type(t: Option<DType>) -> bool {
+pub(super) fn is_float_type(t: Option<DType>) -> bool {
     matches!(t, Some(DType::F32 | DType::F64 | DType::F16 | DType::BF16))
 }
 

@@ -57,6 +57,7 @@ fn flops_per_elem(op: &str) -> f64 {
         "Mish" | "Selu" | "Celu" | "Elu" | "HardSwish" | "HardSigmoid" => 10.0,
         "LayerNormalization" | "RMSNormalization" | "Softmax" | "LogSoftmax" => 12.0,
         "MatMul" | "Gemm" | "Conv" => 64.0,
+        "Attention" => 256.0,
         _ => 1.0,
     }
 }

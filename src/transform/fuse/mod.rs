@@ -27,6 +27,7 @@
 //! ```
 
 pub mod conds;
+mod conds_layout;
 pub mod extract;
 pub mod lang;
 mod region;

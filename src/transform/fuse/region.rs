@@ -83,6 +83,44 @@ fn attr_defaults(op: &str) -> Vec<(&'static str, AttrValue)> {
     }
 }
 
+/// Writes a Softmax's or LogSoftmax's axis out, non-negative, when its input's
+/// rank is known (one spelling per axis, so rules can name it: `Softmax{axis=3}`).
+fn normalise_softmax_axis(
+    g: &Graph,
+    node: &crate::ir::graph::Node,
+    opset: i64,
+    attrs: &mut Vec<Attr>,
+) {
+    let rank = node.inputs.first().copied().flatten().and_then(|v| {
+        g.value(v)
+            .ty
+            .as_ref()?
+            .as_tensor()?
+            .1
+            .map(|s| s.rank() as i64)
+    });
+    let Some(rank) = rank else {
+        return;
+    };
+    let given = attrs.iter().position(|a| a.name == "axis");
+    let axis = match given {
+        Some(i) => match attrs[i].value.as_int() {
+            Some(a) => a,
+            None => return,
+        },
+        None if opset >= 13 => -1,
+        None => 1,
+    };
+    if !(-rank..rank).contains(&axis) {
+        return;
+    }
+    let axis = if axis < 0 { axis + rank } else { axis };
+    if let Some(i) = given {
+        attrs.remove(i);
+    }
+    attrs.push(Attr::new("axis", AttrValue::Int(axis)));
+}
+
 /// Whether the reduction `op` takes `axes` as an input at `opset`.
 fn axes_is_input(op: &str, opset: i64) -> bool {
     if op == "ReduceSum" {
@@ -150,6 +188,9 @@ pub fn build(g: &Graph, opset: i64) -> Option<Built> {
             if !attrs.iter().any(|a| a.name == *name) {
                 attrs.push(Attr::new(name, value.clone()));
             }
+        }
+        if matches!(node.op_type.as_str(), "Softmax" | "LogSoftmax") {
+            normalise_softmax_axis(g, node, opset, &mut attrs);
         }
         if is_reduce(&node.op_type) {
             let rank = node
