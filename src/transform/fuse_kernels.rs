@@ -242,7 +242,9 @@ fn group_with(g: &mut Graph, classes: &KernelClasses, deps: &Deps, keep_ancestor
         // Only an elementwise op of the anchor's output shape joins an anchor's
         // group (its epilogue), and then no other group joins with it.
         if let Some(&k) = producer_groups.iter().find(|k| anchor_of.contains_key(k)) {
-            if cls == KernelClass::Elementwise && same_output_shape(g, n, anchor_of[&k]) {
+            if cls == KernelClass::Elementwise
+                && keeps_anchor_shape(g, n, anchor_of[&k], &groups[k])
+            {
                 producer_groups = vec![k];
             } else {
                 producer_groups.retain(|k| !anchor_of.contains_key(k));
@@ -293,15 +295,53 @@ fn group_with(g: &mut Graph, classes: &KernelClasses, deps: &Deps, keep_ancestor
     made
 }
 
-/// Whether node `n`'s first output has the known shape of `anchor`'s first output.
-fn same_output_shape(g: &Graph, n: NodeId, anchor: NodeId) -> bool {
-    let shape = |id: NodeId| {
-        let v = g.node(id).outputs.first().copied().flatten()?;
+/// Whether elementwise node `n` computes at the shape of `anchor`'s output: each
+/// input comes from the anchor's group (whose members all keep that shape) or
+/// broadcasts into it without growing it (each of its dims, right-aligned, is 1 or
+/// the same known dim). Dims unknown to inference only match a 1.
+fn keeps_anchor_shape(g: &Graph, n: NodeId, anchor: NodeId, group: &[NodeId]) -> bool {
+    let shape_of = |v| {
+        if let Some(t) = crate::pass::edit::const_tensor(g, v) {
+            return Some(t.dims.iter().map(|&d| DimValue::Fixed(d)).collect());
+        }
         let s = g.value(v).ty.as_ref()?.as_tensor()?.1?;
-        let dims: Vec<DimValue> = s.dims.iter().map(|d| d.value.clone()).collect();
-        (!dims.contains(&DimValue::Unknown)).then_some(dims)
+        Some(
+            s.dims
+                .iter()
+                .map(|d| d.value.clone())
+                .collect::<Vec<DimValue>>(),
+        )
     };
-    matches!((shape(n), shape(anchor)), (Some(a), Some(b)) if a == b)
+    let Some(out) = g
+        .node(anchor)
+        .outputs
+        .first()
+        .copied()
+        .flatten()
+        .and_then(shape_of)
+    else {
+        return false;
+    };
+    g.node(n).inputs.iter().all(|inp| {
+        let Some(v) = *inp else {
+            return true;
+        };
+        if g.producer(v).is_some_and(|p| group.contains(&p)) {
+            return true;
+        }
+        let Some(s) = shape_of(v) else {
+            return false;
+        };
+        s.len() <= out.len()
+            && s.iter()
+                .rev()
+                .zip(out.iter().rev())
+                .all(|(a, o)| match (a, o) {
+                    (DimValue::Fixed(1), _) => true,
+                    (DimValue::Unknown, _) | (_, DimValue::Unknown) => false,
+                    (a, o) => a == o,
+                })
+    })
 }
 
 /// Whether a path leaves `trial` and comes back into it, with every other group
@@ -531,6 +571,17 @@ mod tests {
         assert_eq!(made, 1);
         assert_eq!(fused_nodes(&m.graph), [(3, 3, 1)]);
         assert_eq!(m.graph.node_count(), 5);
+    }
+
+    #[test]
+    fn unknown_dims_only_take_what_cannot_grow_the_anchors_shape() {
+        // The Conv's output is [?,2,?,?]: the Relu and the per-channel bias join;
+        // the Add of another [?,2,?,?] tensor might broadcast, so it stays out.
+        let t = "opset _=17\ngraph @g(%x: f32[?,2,?,?], %w: f32[2,2,1,1], %z: f32[?,2,?,?]) -> (%y) {\n  %b = const f32[1,2,1,1] @b [0.5, -0.25]\n  %c = Conv(%x, %w) : f32[?,2,?,?]\n  %d = Add(%c, %b) : f32[?,2,?,?]\n  %r = Relu(%d) : f32[?,2,?,?]\n  %y = Add(%r, %z) : f32[?,2,?,?]\n  return %y\n}\n";
+        let mut m = crate::parse_model(t).unwrap();
+        assert_eq!(group_kernels(&mut m.graph, &KernelClasses::default()), 1);
+        assert_eq!(fused_nodes(&m.graph), [(3, 2, 1)]);
+        assert_eq!(m.graph.node_count(), 2);
     }
 
     #[test]
