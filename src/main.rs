@@ -1,6 +1,7 @@
 //! The `modc` command line: a thin layer over the library.
 
 mod cli_optimize;
+mod cli_plan;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -67,6 +68,9 @@ enum Command {
     Optimize(Box<cli_optimize::OptimizeArgs>),
     /// List the passes and the pipelines of the levels.
     ListPasses,
+    /// Lower a model for given input shapes: print the schedule (kernels or CPU
+    /// fallback per step), the memory plan and the fallback table.
+    Plan(Box<cli_plan::PlanArgs>),
     /// Load a model (ONNX, or the text form if the name ends in .ir) and save it as
     /// ONNX (optionally moving weights to external data).
     Convert {
@@ -167,6 +171,7 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Optimize(a) => cli_optimize::optimize(*a)?,
         Command::ListPasses => emit(&cli_optimize::list_passes())?,
+        Command::Plan(a) => cli_plan::plan(*a)?,
         Command::Convert {
             input,
             output,

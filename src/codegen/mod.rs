@@ -3,13 +3,16 @@
 //! shapes into the dispatches that compute it (see [`spec`]).
 
 pub mod spec;
+pub mod validate;
 
+mod builder;
 mod elementwise;
 mod linalg;
 mod nn;
 mod data;
 
 pub use spec::{DeviceLimits, Dispatch, Lowering, NodeInfo, NodeKernels, Slot, Storage, TensorDesc};
+pub use linalg::matmul::{matmul_kernels, MatmulKernel, TileConfig};
 
 /// Lowers a node: the first generator family that knows the op answers.
 pub fn lower(info: &NodeInfo) -> Lowering {
