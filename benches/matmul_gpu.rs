@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
-        .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 1000.0 - 0.5)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 1000.0 - 0.5
+        })
         .collect()
 }
 
@@ -63,7 +65,9 @@ fn main() {
     let sizes: Vec<usize> = env_list("MODC_BENCH_SIZES")
         .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![512, 1024]);
-    let reps: usize = env_list("MODC_BENCH_REPS").and_then(|v| v.parse().ok()).unwrap_or(3);
+    let reps: usize = env_list("MODC_BENCH_REPS")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let extra: Vec<TileConfig> = env_list("MODC_BENCH_TILES")
         .map(|s| {
             s.split(';')
@@ -94,7 +98,11 @@ fn main() {
                 MatmulKernel::Tiled(TileConfig::for_shape(n, n)),
             ),
         ];
-        kernels.extend(extra.iter().map(|&t| (format!("register-tiled {t:?}"), MatmulKernel::Tiled(t))));
+        kernels.extend(
+            extra
+                .iter()
+                .map(|&t| (format!("register-tiled {t:?}"), MatmulKernel::Tiled(t))),
+        );
         let mut naive = None;
         for (name, kernel) in kernels {
             let k = match matmul_kernels(kernel, n, n, n, &limits) {
@@ -107,9 +115,14 @@ fn main() {
             match gpu.time_kernels(&k, &inputs, &out, reps) {
                 Ok(t) => {
                     let g = gflops(n, t);
-                    let ratio = naive.map(|base: f64| format!("  {:.1}x naive", g / base)).unwrap_or_default();
+                    let ratio = naive
+                        .map(|base: f64| format!("  {:.1}x naive", g / base))
+                        .unwrap_or_default();
                     naive.get_or_insert(g);
-                    println!("  {n}^3 {name}: {:.1} ms, {g:.2} GFLOP/s{ratio}", t.as_secs_f64() * 1e3);
+                    println!(
+                        "  {n}^3 {name}: {:.1} ms, {g:.2} GFLOP/s{ratio}",
+                        t.as_secs_f64() * 1e3
+                    );
                 }
                 Err(e) => println!("  {n}^3 {name}: {e}"),
             }

@@ -75,7 +75,8 @@ fn output<'a>(info: &'a NodeInfo, k: usize) -> Result<&'a TensorDesc, String> {
 
 /// The storage of a tensor, or why it has none.
 fn storage(t: &TensorDesc, what: &str) -> Result<Storage, String> {
-    Storage::of(t.dtype).ok_or_else(|| format!("{what} of type {:?} has no device storage", t.dtype))
+    Storage::of(t.dtype)
+        .ok_or_else(|| format!("{what} of type {:?} has no device storage", t.dtype))
 }
 
 /// Refuses tensors that do not fit one storage binding.

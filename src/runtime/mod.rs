@@ -16,6 +16,7 @@
 
 mod device;
 mod exec;
+mod program;
 mod session;
 mod transfer;
 

@@ -10,60 +10,50 @@
 //! keyed by size, after their last use, so intermediates reuse memory.
 
 use super::exec::{device_bytes, DeviceTensor, Prepared};
+pub use super::program::OpBackends;
+use super::program::{node_name, Exec, Key, Program, Step};
 use super::{Gpu, RuntimeError};
-use crate::codegen::spec::{Lowering, NodeInfo, NodeKernels, Slot, TensorDesc};
+use crate::codegen::spec::{NodeKernels, Slot, TensorDesc};
 use crate::interp::value::{RtValue, TensorValue};
-use crate::ir::graph::{Initializer, NodeId, ValueDef, ValueId};
+use crate::ir::graph::Graph;
 use crate::ir::model::Model;
 use crate::ops::{OpCtx, OpRegistry};
 use std::collections::{BTreeMap, HashMap};
-
-/// How a node runs.
-#[derive(Debug, Clone)]
-enum Exec {
-    Kernels(NodeKernels),
-    Alias,
-    Cpu(String),
-}
-
-struct Step {
-    node: NodeId,
-    exec: Exec,
-    /// Values whose last use is this step (freed after it).
-    frees: Vec<ValueId>,
-}
-
-/// Per op type: nodes on the GPU, nodes on the CPU, and why they fell back.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OpBackends {
-    pub gpu: usize,
-    pub cpu: usize,
-    pub reasons: Vec<String>,
-}
 
 enum Loc {
     Dev(DeviceTensor),
     Host(TensorValue),
 }
 
+impl Clone for Loc {
+    fn clone(&self) -> Loc {
+        match self {
+            Loc::Dev(d) => Loc::Dev(d.clone()),
+            Loc::Host(t) => Loc::Host(t.clone()),
+        }
+    }
+}
+
+/// The mutable state of one run.
+#[derive(Default)]
+struct RunState {
+    locs: HashMap<Key, Loc>,
+    pool: HashMap<u64, Vec<DeviceTensor>>,
+    pending: Vec<Prepared>,
+}
+
 /// One model prepared on one device.
 pub struct Session<'a> {
     gpu: &'a Gpu,
     model: &'a Model,
-    steps: Vec<Step>,
-    descs: HashMap<ValueId, TensorDesc>,
+    scopes: Vec<&'a Graph>,
+    main: Program,
+    descs: HashMap<Key, TensorDesc>,
     /// Initializers and Constant-node outputs, on the device.
-    weights: HashMap<ValueId, DeviceTensor>,
-    host_consts: HashMap<ValueId, TensorValue>,
+    weights: HashMap<Key, DeviceTensor>,
+    host_consts: HashMap<Key, TensorValue>,
     registry: OpRegistry,
     report: BTreeMap<String, OpBackends>,
-}
-
-fn node_name(model: &Model, id: NodeId) -> String {
-    let n = model.graph.node(id);
-    n.name
-        .clone()
-        .unwrap_or_else(|| format!("<{} #{}>", n.op_type, id.0))
 }
 
 impl<'a> Session<'a> {
@@ -73,173 +63,36 @@ impl<'a> Session<'a> {
         model: &'a Model,
         input_shapes: &HashMap<String, Vec<usize>>,
     ) -> Result<Session<'a>, RuntimeError> {
-        let g = &model.graph;
-        let descs =
-            crate::plan::shapes::concrete(model, input_shapes).map_err(|e| RuntimeError::Node {
-                node: "<inputs>".into(),
-                op: "shape inference".into(),
-                message: e.to_string(),
-            })?;
         let registry = OpRegistry::standard();
-        let mut host_consts: HashMap<ValueId, TensorValue> = HashMap::new();
-        for v in g.value_ids() {
-            let val = g.value(v);
-            if val.def == ValueDef::Const
-                || (val.def == ValueDef::Input
-                    && val.init.is_some()
-                    && !input_shapes.contains_key(&val.name))
-            {
-                if let Some(Initializer::Dense(t)) = &val.init {
-                    let tv = TensorValue::from_tensor(t).map_err(|e| RuntimeError::Tensor {
-                        name: val.name.clone(),
-                        message: e.to_string(),
-                    })?;
-                    host_consts.insert(v, tv);
-                }
-            }
-        }
-        let order = g.topo_order().map_err(|_| RuntimeError::Node {
-            node: "<graph>".into(),
-            op: "schedule".into(),
-            message: "the graph has a cycle".into(),
-        })?;
-        let mut last_use: HashMap<ValueId, usize> = HashMap::new();
-        for (s, &n) in order.iter().enumerate() {
-            for v in g.node(n).inputs.iter().flatten() {
-                last_use.insert(*v, s);
-            }
-        }
-        let mut steps = Vec::with_capacity(order.len());
-        let mut report: BTreeMap<String, OpBackends> = BTreeMap::new();
-        let limits = gpu.limits();
-        for (s, &n) in order.iter().enumerate() {
-            let node = g.node(n);
-            let opset = model.opset_version(&node.domain).unwrap_or(1);
-            // Constant nodes: evaluated once on the host.
-            if node.op_type == "Constant" && (node.domain.is_empty() || node.domain == "ai.onnx") {
-                if let Some(k) = registry.get("", "Constant") {
-                    let ctx = OpCtx { node, opset };
-                    if let Ok(out) = k(&ctx, &[]) {
-                        if let (Some(Some(v)), Some(RtValue::Tensor(t))) =
-                            (node.outputs.first(), out.into_iter().next())
-                        {
-                            host_consts.insert(*v, t);
-                            continue;
-                        }
-                    }
-                }
-            }
-            let inputs: Vec<Option<TensorDesc>> = node
-                .inputs
-                .iter()
-                .map(|i| i.and_then(|v| descs.get(&v).cloned()))
-                .collect();
-            let outputs: Option<Vec<TensorDesc>> = node
-                .outputs
-                .iter()
-                .map(|o| o.and_then(|v| descs.get(&v).cloned()))
-                .collect();
-            let known = node
-                .inputs
-                .iter()
-                .zip(&inputs)
-                .all(|(i, d)| i.is_none() || d.is_some());
-            let has_subgraph = node.attrs.iter().any(|a| !a.value.graphs().is_empty())
-                && !crate::fused::is_fused(node);
-            let exec = match (known, outputs) {
-                _ if has_subgraph => Exec::Cpu(format!("{} has subgraphs", node.op_type)),
-                (true, Some(outputs)) => {
-                    let info = NodeInfo {
-                        node,
-                        opset,
-                        inputs,
-                        outputs,
-                        consts: node
-                            .inputs
-                            .iter()
-                            .map(|i| i.and_then(|v| host_consts.get(&v)))
-                            .collect(),
-                        limits,
-                    };
-                    match crate::codegen::lower(&info) {
-                        Lowering::Kernels(k) => {
-                            for d in &k.dispatches {
-                                gpu.pipeline(&d.label, &d.wgsl).map_err(|e| {
-                                    RuntimeError::Node {
-                                        node: node_name(model, n),
-                                        op: node.op_type.clone(),
-                                        message: e.to_string(),
-                                    }
-                                })?;
-                            }
-                            Exec::Kernels(k)
-                        }
-                        Lowering::Alias => Exec::Alias,
-                        Lowering::Unsupported(r) => Exec::Cpu(r),
-                    }
-                }
-                _ => Exec::Cpu("shapes known only at run time".into()),
-            };
-            let e = report.entry(node.op_type.clone()).or_default();
-            match &exec {
-                Exec::Cpu(r) => {
-                    if registry.get(&node.domain, &node.op_type).is_none() {
-                        return Err(RuntimeError::Unsupported {
-                            node: node_name(model, n),
-                            op: node.op_type.clone(),
-                            reason: format!("{r}, and the session has no CPU kernel for it"),
-                        });
-                    }
-                    e.cpu += 1;
-                    if !e.reasons.contains(r) {
-                        e.reasons.push(r.clone());
-                    }
-                }
-                _ => e.gpu += 1,
-            }
-            let outs: std::collections::HashSet<ValueId> = g.outputs.iter().copied().collect();
-            let mut frees: Vec<ValueId> = node
-                .inputs
-                .iter()
-                .flatten()
-                .copied()
-                .filter(|v| {
-                    last_use.get(v) == Some(&s) && !outs.contains(v) && !host_consts.contains_key(v)
-                })
-                .collect();
-            frees.sort();
-            frees.dedup();
-            steps.push(Step {
-                node: n,
-                exec,
-                frees,
-            });
-        }
+        let built = super::program::build(gpu, model, &registry, input_shapes)?;
         let mut weights = HashMap::new();
-        for (&v, t) in &host_consts {
+        for (&k, t) in &built.host_consts {
             if crate::codegen::spec::Storage::of(t.dtype()).is_some()
                 && t.dtype() != crate::ir::dtype::DType::I64
                 || t.to_i64_vec()
                     .is_some_and(|x| x.iter().all(|&y| i32::try_from(y).is_ok()))
             {
-                if let Ok(d) = gpu.upload(&g.value(v).name, t) {
-                    weights.insert(v, d);
+                if let Ok(d) = gpu.upload(&built.scopes[k.0].value(k.1).name, t) {
+                    weights.insert(k, d);
                 }
             }
         }
         Ok(Session {
             gpu,
             model,
-            steps,
-            descs,
+            scopes: built.scopes,
+            main: built.main,
+            descs: built.descs,
             weights,
-            host_consts,
+            host_consts: built.host_consts,
             registry,
-            report,
+            report: built.report,
         })
     }
 
     /// Per op type, how many nodes run on the GPU and how many on the CPU (and why).
+    /// The nodes of both branches of an `If` and of fused bodies run node by node
+    /// are counted too.
     pub fn backends(&self) -> &BTreeMap<String, OpBackends> {
         &self.report
     }
@@ -255,11 +108,11 @@ impl<'a> Session<'a> {
         inputs: &[(String, TensorValue)],
     ) -> Result<Vec<(String, TensorValue)>, RuntimeError> {
         let g = &self.model.graph;
-        let mut locs: HashMap<ValueId, Loc> = HashMap::new();
+        let mut st = RunState::default();
         for &id in &g.inputs {
             let v = g.value(id);
             if let Some((_, t)) = inputs.iter().find(|(n, _)| *n == v.name) {
-                locs.insert(id, Loc::Host(t.clone()));
+                st.locs.insert((0, id), Loc::Host(t.clone()));
             } else if v.init.is_none() {
                 return Err(RuntimeError::Tensor {
                     name: v.name.clone(),
@@ -267,143 +120,219 @@ impl<'a> Session<'a> {
                 });
             }
         }
-        let mut pool: HashMap<u64, Vec<DeviceTensor>> = HashMap::new();
-        let mut pending: Vec<Prepared> = vec![];
-        for step in &self.steps {
+        self.exec(&self.main, &mut st)?;
+        self.flush(&mut st)?;
+        let mut out = Vec::with_capacity(g.outputs.len());
+        for (&o, &k) in g.outputs.iter().zip(&self.main.results) {
+            let name = g.value(o).name.clone();
+            let t = self.host_of(k, &mut st)?;
+            out.push((name, t));
+        }
+        Ok(out)
+    }
+
+    fn name_of(&self, k: Key) -> &str {
+        &self.scopes[k.0].value(k.1).name
+    }
+
+    /// Submits the pending dispatches.
+    fn flush(&self, st: &mut RunState) -> Result<(), RuntimeError> {
+        if !st.pending.is_empty() {
+            self.gpu.submit(&st.pending.iter().collect::<Vec<_>>())?;
+            st.pending.clear();
+        }
+        Ok(())
+    }
+
+    fn exec(&self, prog: &Program, st: &mut RunState) -> Result<(), RuntimeError> {
+        for step in &prog.steps {
+            let g = self.scopes[step.scope];
             let node = g.node(step.node);
-            let name = || node_name(self.model, step.node);
             let fail = |e: RuntimeError| RuntimeError::Node {
-                node: name(),
+                node: node_name(g, step.node),
                 op: node.op_type.clone(),
                 message: e.to_string(),
             };
             match &step.exec {
                 Exec::Alias => {
-                    let x = node
+                    let x = step
                         .inputs
                         .first()
                         .copied()
                         .flatten()
                         .ok_or_else(|| fail(RuntimeError::Device("no input".into())))?;
-                    let d = self
-                        .device_of(x, &mut locs, &mut pool, &mut pending)
-                        .map_err(fail)?;
-                    if let Some(Some(o)) = node.outputs.first() {
-                        locs.insert(*o, Loc::Dev(d));
+                    let d = self.device_of(x, st).map_err(fail)?;
+                    if let Some(Some(o)) = step.outputs.first() {
+                        st.locs.insert(*o, Loc::Dev(d));
                     }
                 }
-                Exec::Kernels(k) => {
-                    let mut ins = Vec::with_capacity(node.inputs.len());
-                    for i in &node.inputs {
-                        ins.push(match i {
-                            Some(v) => Some(
-                                self.device_of(*v, &mut locs, &mut pool, &mut pending)
-                                    .map_err(fail)?,
+                Exec::Kernels(k) => self.exec_kernels(step, k, st).map_err(fail)?,
+                Exec::Cpu(_) => self.exec_cpu(step, st).map_err(fail)?,
+                Exec::If {
+                    then_branch,
+                    else_branch,
+                } => {
+                    let c = step
+                        .inputs
+                        .first()
+                        .copied()
+                        .flatten()
+                        .ok_or_else(|| fail(RuntimeError::Device("If without a condition".into())))?;
+                    self.flush(st)?;
+                    let cond = self.host_of(c, st).map_err(fail)?;
+                    let cond = cond.to_f64_vec().unwrap_or_default();
+                    if cond.len() != 1 {
+                        return Err(fail(RuntimeError::Tensor {
+                            name: self.name_of(c).to_string(),
+                            message: format!(
+                                "the condition has {} elements, not one",
+                                cond.len()
                             ),
-                            None => None,
-                        });
+                        }));
                     }
-                    let mut outs = Vec::with_capacity(node.outputs.len());
-                    for o in &node.outputs {
-                        let n = o
-                            .and_then(|v| self.descs.get(&v))
-                            .map(|d| d.len())
-                            .unwrap_or(0);
-                        let t = take(&mut pool, self.gpu, device_bytes(n)).map_err(fail)?;
-                        if let Some(v) = o {
-                            locs.insert(*v, Loc::Dev(t.clone()));
-                        }
-                        outs.push(t);
-                    }
-                    let temps = k
-                        .temps
-                        .iter()
-                        .map(|&b| take(&mut pool, self.gpu, b))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(fail)?;
-                    let slot = |s: Slot| match s {
-                        Slot::Input(i) => ins.get(i).cloned().flatten(),
-                        Slot::Output(i) => outs.get(i).cloned(),
-                        Slot::Temp(i) => temps.get(i).cloned(),
+                    let b = if cond[0] != 0.0 {
+                        then_branch
+                    } else {
+                        else_branch
                     };
-                    for d in &k.dispatches {
-                        pending.push(self.gpu.prepare(d, &slot).map_err(fail)?);
-                    }
-                    for t in temps {
-                        give(&mut pool, t);
-                    }
+                    self.exec(b, st)?;
+                    self.yield_results(b, step, st).map_err(fail)?;
                 }
-                Exec::Cpu(_) => {
-                    if !pending.is_empty() {
-                        self.gpu.submit(&pending.iter().collect::<Vec<_>>())?;
-                        pending.clear();
-                    }
-                    let mut ins: Vec<Option<RtValue>> = Vec::with_capacity(node.inputs.len());
-                    for i in &node.inputs {
-                        ins.push(match i {
-                            Some(v) => {
-                                Some(RtValue::Tensor(self.host_of(*v, &locs).map_err(fail)?))
-                            }
-                            None => None,
-                        });
-                    }
-                    let k = self
-                        .registry
-                        .get(&node.domain, &node.op_type)
-                        .ok_or_else(|| fail(RuntimeError::Device("no CPU kernel".into())))?;
-                    let ctx = OpCtx {
-                        node,
-                        opset: self.model.opset_version(&node.domain).unwrap_or(1),
-                    };
-                    let outs = k(&ctx, &ins).map_err(|e| RuntimeError::Node {
-                        node: name(),
-                        op: node.op_type.clone(),
-                        message: e.to_string(),
-                    })?;
-                    for (o, v) in node.outputs.iter().zip(outs) {
-                        if let (Some(o), RtValue::Tensor(t)) = (o, v) {
-                            locs.insert(*o, Loc::Host(t));
-                        }
-                    }
+                Exec::Body(b) => {
+                    self.exec(b, st)?;
+                    self.yield_results(b, step, st).map_err(fail)?;
                 }
             }
             for v in &step.frees {
-                if let Some(Loc::Dev(d)) = locs.remove(v) {
+                if let Some(Loc::Dev(d)) = st.locs.remove(v) {
                     // Aliases share buffers: only pool a buffer nothing else holds.
-                    if !locs.values().any(|l| matches!(l, Loc::Dev(o) if std::sync::Arc::ptr_eq(&o.buffer, &d.buffer))) {
-                        give(&mut pool, d);
+                    if !st.locs.values().any(|l| matches!(l, Loc::Dev(o) if std::sync::Arc::ptr_eq(&o.buffer, &d.buffer))) {
+                        give(&mut st.pool, d);
                     }
                 }
             }
         }
-        if !pending.is_empty() {
-            self.gpu.submit(&pending.iter().collect::<Vec<_>>())?;
+        Ok(())
+    }
+
+    /// Gives the outputs of `step` the results of its sub-program.
+    fn yield_results(
+        &self,
+        sub: &Program,
+        step: &Step,
+        st: &mut RunState,
+    ) -> Result<(), RuntimeError> {
+        for (o, &r) in step.outputs.iter().zip(&sub.results) {
+            let Some(o) = o else { continue };
+            let loc = if r.0 == sub.scope {
+                st.locs.remove(&r)
+            } else {
+                st.locs.get(&r).cloned()
+            };
+            let loc = match loc {
+                Some(l) => l,
+                None => Loc::Host(self.host_of(r, st)?),
+            };
+            // A result of another shape than the output's: keep it on the host,
+            // where the tensor carries its shape.
+            let loc = match loc {
+                Loc::Dev(d) if self.descs.get(o) != self.descs.get(&r) => {
+                    st.locs.insert(r, Loc::Dev(d));
+                    self.flush(st)?;
+                    let t = self.host_of(r, st)?;
+                    if r.0 == sub.scope {
+                        st.locs.remove(&r);
+                    }
+                    Loc::Host(t)
+                }
+                l => l,
+            };
+            st.locs.insert(*o, loc);
         }
-        let mut out = Vec::with_capacity(g.outputs.len());
-        for &o in &g.outputs {
-            let name = g.value(o).name.clone();
-            let t = self.host_of(o, &locs)?;
-            out.push((name, t));
+        Ok(())
+    }
+
+    fn exec_kernels(
+        &self,
+        step: &Step,
+        k: &NodeKernels,
+        st: &mut RunState,
+    ) -> Result<(), RuntimeError> {
+        let mut ins = Vec::with_capacity(step.inputs.len());
+        for i in &step.inputs {
+            ins.push(match i {
+                Some(v) => Some(self.device_of(*v, st)?),
+                None => None,
+            });
         }
-        Ok(out)
+        let mut outs = Vec::with_capacity(step.outputs.len());
+        for o in &step.outputs {
+            let n = o
+                .and_then(|v| self.descs.get(&v))
+                .map(|d| d.len())
+                .unwrap_or(0);
+            let t = take(&mut st.pool, self.gpu, device_bytes(n))?;
+            if let Some(v) = o {
+                st.locs.insert(*v, Loc::Dev(t.clone()));
+            }
+            outs.push(t);
+        }
+        let temps = k
+            .temps
+            .iter()
+            .map(|&b| take(&mut st.pool, self.gpu, b))
+            .collect::<Result<Vec<_>, _>>()?;
+        let slot = |s: Slot| match s {
+            Slot::Input(i) => ins.get(i).cloned().flatten(),
+            Slot::Output(i) => outs.get(i).cloned(),
+            Slot::Temp(i) => temps.get(i).cloned(),
+        };
+        for d in &k.dispatches {
+            st.pending.push(self.gpu.prepare(d, &slot)?);
+        }
+        for t in temps {
+            give(&mut st.pool, t);
+        }
+        Ok(())
+    }
+
+    fn exec_cpu(&self, step: &Step, st: &mut RunState) -> Result<(), RuntimeError> {
+        let node = self.scopes[step.scope].node(step.node);
+        self.flush(st)?;
+        let mut ins: Vec<Option<RtValue>> = Vec::with_capacity(step.inputs.len());
+        for i in &step.inputs {
+            ins.push(match i {
+                Some(v) => Some(RtValue::Tensor(self.host_of(*v, st)?)),
+                None => None,
+            });
+        }
+        let k = self
+            .registry
+            .get(&node.domain, &node.op_type)
+            .ok_or_else(|| RuntimeError::Device("no CPU kernel".into()))?;
+        let ctx = OpCtx {
+            node,
+            opset: self.model.opset_version(&node.domain).unwrap_or(1),
+        };
+        let outs = k(&ctx, &ins).map_err(|e| RuntimeError::Device(e.to_string()))?;
+        for (o, v) in step.outputs.iter().zip(outs) {
+            if let (Some(o), RtValue::Tensor(t)) = (o, v) {
+                st.locs.insert(*o, Loc::Host(t));
+            }
+        }
+        Ok(())
     }
 
     /// A value on the device, uploading host values.
     ///
     /// Queue writes land before the next submission, so pending dispatches are
     /// submitted first: a pooled buffer they still read must not change under them.
-    fn device_of(
-        &self,
-        v: ValueId,
-        locs: &mut HashMap<ValueId, Loc>,
-        pool: &mut HashMap<u64, Vec<DeviceTensor>>,
-        pending: &mut Vec<Prepared>,
-    ) -> Result<DeviceTensor, RuntimeError> {
+    fn device_of(&self, v: Key, st: &mut RunState) -> Result<DeviceTensor, RuntimeError> {
         if let Some(d) = self.weights.get(&v) {
             return Ok(d.clone());
         }
-        let name = &self.model.graph.value(v).name;
-        let t = match locs.get(&v) {
+        let name = self.name_of(v);
+        let t = match st.locs.get(&v) {
             Some(Loc::Dev(d)) => return Ok(d.clone()),
             Some(Loc::Host(t)) => t.clone(),
             None => self
@@ -411,42 +340,38 @@ impl<'a> Session<'a> {
                 .get(&v)
                 .cloned()
                 .ok_or_else(|| RuntimeError::Tensor {
-                    name: name.clone(),
+                    name: name.to_string(),
                     message: "no value".into(),
                 })?,
         };
-        if !pending.is_empty() {
-            self.gpu.submit(&pending.iter().collect::<Vec<_>>())?;
-            pending.clear();
-        }
-        let d = take(pool, self.gpu, device_bytes(t.len()))?;
+        self.flush(st)?;
+        let d = take(&mut st.pool, self.gpu, device_bytes(t.len()))?;
         self.gpu.write(name, &d, &t)?;
-        locs.insert(v, Loc::Dev(d.clone()));
+        st.locs.insert(v, Loc::Dev(d.clone()));
         Ok(d)
     }
 
-    /// A value on the host, reading device values back.
-    fn host_of(
-        &self,
-        v: ValueId,
-        locs: &HashMap<ValueId, Loc>,
-    ) -> Result<TensorValue, RuntimeError> {
-        let name = &self.model.graph.value(v).name;
-        match locs.get(&v) {
+    /// A value on the host, reading device values back (pending dispatches must
+    /// have been submitted).
+    fn host_of(&self, v: Key, st: &mut RunState) -> Result<TensorValue, RuntimeError> {
+        let name = self.name_of(v);
+        match st.locs.get(&v) {
             Some(Loc::Host(t)) => Ok(t.clone()),
             Some(Loc::Dev(d)) => {
                 let desc = self.descs.get(&v).ok_or_else(|| RuntimeError::Tensor {
-                    name: name.clone(),
+                    name: name.to_string(),
                     message: "no shape".into(),
                 })?;
-                Ok(self.gpu.download(&[(name, d, desc)])?.remove(0))
+                let d = d.clone();
+                self.flush(st)?;
+                Ok(self.gpu.download(&[(name, &d, desc)])?.remove(0))
             }
             None => self
                 .host_consts
                 .get(&v)
                 .cloned()
                 .ok_or_else(|| RuntimeError::Tensor {
-                    name: name.clone(),
+                    name: name.to_string(),
                     message: "no value".into(),
                 }),
         }

@@ -214,10 +214,10 @@ fn expand(info: &NodeInfo) -> Result<Lowering, String> {
     }
     let xs = shader::strides(&x.shape);
     let mut strides = vec![0i64; r];
-    for d in r - xr..r {
+    for (d, s) in strides.iter_mut().enumerate().skip(r - xr) {
         let j = d - (r - xr);
         if x.shape[j] == y.shape[d] {
-            strides[d] = xs[j];
+            *s = xs[j];
         } else if x.shape[j] != 1 {
             return Err(format!("{:?} does not broadcast to {:?}", x.shape, y.shape));
         }
@@ -334,7 +334,7 @@ fn nchw_block(info: &NodeInfo) -> Result<([usize; 4], usize), String> {
 
 fn depth_to_space(info: &NodeInfo) -> Result<Lowering, String> {
     let ([n, c, h, w], b) = nchw_block(info)?;
-    if c % (b * b) != 0 {
+    if !c.is_multiple_of(b * b) {
         return Err(format!(
             "{c} channels are not divisible by blocksize² {}",
             b * b
@@ -360,7 +360,7 @@ fn depth_to_space(info: &NodeInfo) -> Result<Lowering, String> {
 
 fn space_to_depth(info: &NodeInfo) -> Result<Lowering, String> {
     let ([n, c, h, w], b) = nchw_block(info)?;
-    if h % b != 0 || w % b != 0 {
+    if !h.is_multiple_of(b) || !w.is_multiple_of(b) {
         return Err(format!("{h}x{w} is not divisible by blocksize {b}"));
     }
     permuted(

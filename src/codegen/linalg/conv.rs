@@ -21,20 +21,26 @@ pub(super) fn lower_conv(info: &NodeInfo) -> Result<NodeKernels, String> {
     let (x, w) = (input(info, 0)?, input(info, 1)?);
     let bias = info.inputs.get(2).and_then(|b| b.as_ref());
     let y = output(info, 0)?;
-    if [x.dtype, w.dtype, y.dtype].iter().any(|&d| d != DType::F32) || bias.is_some_and(|b| b.dtype != DType::F32) {
+    if [x.dtype, w.dtype, y.dtype].iter().any(|&d| d != DType::F32)
+        || bias.is_some_and(|b| b.dtype != DType::F32)
+    {
         return Err(format!("Conv of {:?} (f32 only)", x.dtype));
     }
     check_all_bindings(info)?;
     let (xs, ws) = (&x.shape, &w.shape);
     if xs.len() < 3 || ws.len() != xs.len() || xs.len() > 5 {
-        return Err(format!("Conv: input {xs:?} and weight {ws:?} ranks do not fit (1 to 3 spatial dims)"));
+        return Err(format!(
+            "Conv: input {xs:?} and weight {ws:?} ranks do not fit (1 to 3 spatial dims)"
+        ));
     }
     let ctx = op_ctx(info);
     let nsp = xs.len() - 2;
     let kernel = ws[2..].to_vec();
     if let Some(ks) = ctx.ints("kernel_shape") {
         if ks.len() != nsp || ks.iter().zip(&kernel).any(|(&a, &b)| a != b as i64) {
-            return Err(format!("Conv: kernel_shape {ks:?} differs from weight {ws:?}"));
+            return Err(format!(
+                "Conv: kernel_shape {ks:?} differs from weight {ws:?}"
+            ));
         }
     }
     let err = |e: crate::ops::OpError| format!("Conv: {e}");
@@ -42,11 +48,15 @@ pub(super) fn lower_conv(info: &NodeInfo) -> Result<NodeKernels, String> {
     let dil = spatial_attr(&ctx, "dilations", nsp).map_err(err)?;
     let pads = pads_attr(&ctx, nsp).map_err(err)?;
     let auto_pad = ctx.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
-    let (out, pb, _) = out_and_pads(&auto_pad, &xs[2..], &kernel, &stride, &dil, &pads, false).map_err(err)?;
-    let group = usize::try_from(ctx.int("group", 1)).map_err(|_| "Conv: group must be >= 1".to_string())?;
+    let (out, pb, _) =
+        out_and_pads(&auto_pad, &xs[2..], &kernel, &stride, &dil, &pads, false).map_err(err)?;
+    let group =
+        usize::try_from(ctx.int("group", 1)).map_err(|_| "Conv: group must be >= 1".to_string())?;
     let (n, c, m) = (xs[0], xs[1], ws[0]);
     if group == 0 || c % group != 0 || m % group != 0 || ws[1] != c / group {
-        return Err(format!("Conv: {c} input channels, weight {ws:?} and group {group} do not fit"));
+        return Err(format!(
+            "Conv: {c} input channels, weight {ws:?} and group {group} do not fit"
+        ));
     }
     if let Some(b) = bias {
         if b.shape != [m] {
@@ -65,8 +75,16 @@ pub(super) fn lower_conv(info: &NodeInfo) -> Result<NodeKernels, String> {
         return Err(format!("Conv over an empty input {xs:?} or weight {ws:?}"));
     }
     let e = err;
-    let (in3, out3, k3) = (to3(&xs[2..], 1).map_err(e)?, to3(&out, 1).map_err(e)?, to3(&kernel, 1).map_err(e)?);
-    let (s3, d3, p3) = (to3(&stride, 1).map_err(e)?, to3(&dil, 1).map_err(e)?, to3(&pb, 0).map_err(e)?);
+    let (in3, out3, k3) = (
+        to3(&xs[2..], 1).map_err(e)?,
+        to3(&out, 1).map_err(e)?,
+        to3(&kernel, 1).map_err(e)?,
+    );
+    let (s3, d3, p3) = (
+        to3(&stride, 1).map_err(e)?,
+        to3(&dil, 1).map_err(e)?,
+        to3(&pb, 0).map_err(e)?,
+    );
     let (cg, mg) = (c / group, m / group);
     let tc = if mg >= 4 { 4 } else { 1 };
     let total = n * group * mg.div_ceil(tc) * out3[0] * out3[1] * out3[2].div_ceil(TP);
@@ -131,7 +149,9 @@ fn acc_decl(tc: usize) -> String {
             s.push_str(&format!("    var acc{p} = vec4<f32>(0.0);\n"));
         }
         for ch in 0..4 {
-            s.push_str(&format!("    let wrow{ch} = min(m0 + {ch}u, M - 1u) * CG * KSZ;\n"));
+            s.push_str(&format!(
+                "    let wrow{ch} = min(m0 + {ch}u, M - 1u) * CG * KSZ;\n"
+            ));
         }
     } else {
         s.push_str("    var acc = vec4<f32>(0.0);\n    let wrow0 = m0 * CG * KSZ;\n");
@@ -152,7 +172,9 @@ fn tap(tc: usize) -> String {
             "{ind}let wv = vec4<f32>(w[wrow0 + tap], w[wrow1 + tap], w[wrow2 + tap], w[wrow3 + tap]);\n"
         ));
         for p in 0..TP {
-            s.push_str(&format!("{ind}acc{p} = fma(vec4<f32>(x{p}), wv, acc{p});\n"));
+            s.push_str(&format!(
+                "{ind}acc{p} = fma(vec4<f32>(x{p}), wv, acc{p});\n"
+            ));
         }
     } else {
         s.push_str(&format!(
@@ -164,7 +186,13 @@ fn tap(tc: usize) -> String {
 
 fn store(tc: usize, bias: bool) -> String {
     let mut s = String::new();
-    let b = |ch: usize| if bias { format!(" + bias[m0 + {ch}u]") } else { String::new() };
+    let b = |ch: usize| {
+        if bias {
+            format!(" + bias[m0 + {ch}u]")
+        } else {
+            String::new()
+        }
+    };
     if tc == 4 {
         for ch in 0..4 {
             s.push_str(&format!("    if (cg0 + {ch}u < MG) {{\n"));

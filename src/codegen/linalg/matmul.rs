@@ -15,7 +15,9 @@
 
 use super::template::{batch_offsets_body, bindings, f32_literal, fill, grid};
 use super::{check_all_bindings, input, output, storage};
-use crate::codegen::spec::{DeviceLimits, Dispatch, NodeInfo, NodeKernels, Slot, Storage, TensorDesc};
+use crate::codegen::spec::{
+    DeviceLimits, Dispatch, NodeInfo, NodeKernels, Slot, Storage, TensorDesc,
+};
 
 const TILED: &str = include_str!("../../../kernels/matmul_tiled.wgsl");
 const NAIVE: &str = include_str!("../../../kernels/matmul_naive.wgsl");
@@ -41,10 +43,20 @@ impl TileConfig {
     /// does not compute a block of padding.
     pub fn for_shape(m: usize, n: usize) -> TileConfig {
         // Vec4 rows (or columns) to cover; vec4s per invocation; invocations.
-        let per = |v: usize| if v >= 32 { 4 } else if v >= 16 { 2 } else { 1 };
+        let per = |v: usize| {
+            if v >= 32 {
+                4
+            } else if v >= 16 {
+                2
+            } else {
+                1
+            }
+        };
         let (rm, rn) = (m.div_ceil(4).max(1), n.div_ceil(4).max(1));
         let (tm4, tn4) = (per(rm), per(rn));
-        let cover = |v: usize, t: u32, cap: u32| (v.div_ceil(t as usize) as u32).next_power_of_two().min(cap);
+        let cover = |v: usize, t: u32, cap: u32| {
+            (v.div_ceil(t as usize) as u32).next_power_of_two().min(cap)
+        };
         let wg_y = cover(rm, tm4, 8);
         let wg_x = cover(rn, tn4, 64 / wg_y);
         let mut t = TileConfig {
@@ -52,7 +64,11 @@ impl TileConfig {
             wg_y,
             tm4,
             tn4,
-            bk: if tm4 * tn4 >= 8 || wg_x + wg_y > 48 { 8 } else { 16 },
+            bk: if tm4 * tn4 >= 8 || wg_x + wg_y > 48 {
+                8
+            } else {
+                16
+            },
         };
         // Stay within 16 KiB of workgroup memory (WebGPU's minimum).
         while t.shared_bytes() > 16 << 10 {
@@ -121,18 +137,26 @@ impl Problem {
         s
     }
     fn vec_a(&self) -> bool {
-        self.a_sk == 1 && self.k % 4 == 0
+        self.a_sk == 1 && self.k.is_multiple_of(4)
     }
     fn vec_b(&self) -> bool {
-        self.b_sn == 1 && self.n % 4 == 0
+        self.b_sn == 1 && self.n.is_multiple_of(4)
     }
     /// Binding declarations; `vec` says whether A and B are bound as vec4 arrays.
     fn bindings(&self, vec: bool) -> String {
         let t = self.t.wgsl();
         let v4 = format!("vec4<{t}>");
         let mut types = vec![
-            if vec && self.vec_a() { v4.clone() } else { t.to_string() },
-            if vec && self.vec_b() { v4 } else { t.to_string() },
+            if vec && self.vec_a() {
+                v4.clone()
+            } else {
+                t.to_string()
+            },
+            if vec && self.vec_b() {
+                v4
+            } else {
+                t.to_string()
+            },
         ];
         let mut names = vec!["a", "b"];
         if self.c.is_some() {
@@ -159,7 +183,12 @@ impl Problem {
         }
         e
     }
-    fn common_vars(&self, tiles_m: usize, tiles_n: usize, g: [u32; 3]) -> Vec<(&'static str, String)> {
+    fn common_vars(
+        &self,
+        tiles_m: usize,
+        tiles_n: usize,
+        g: [u32; 3],
+    ) -> Vec<(&'static str, String)> {
         vec![
             ("T", self.t.wgsl().to_string()),
             ("M", self.m.to_string()),
@@ -207,7 +236,7 @@ impl Problem {
 
     fn tiled(&self, cfg: TileConfig, limits: &DeviceLimits) -> Result<Dispatch, String> {
         let label = cfg.label();
-        if cfg.bk % 4 != 0 || cfg.wg_x * cfg.wg_y > limits.max_invocations {
+        if !cfg.bk.is_multiple_of(4) || cfg.wg_x * cfg.wg_y > limits.max_invocations {
             return Err(format!("kernel {label}: bad tiling {cfg:?}"));
         }
         let shared = cfg.shared_bytes();
@@ -217,7 +246,10 @@ impl Problem {
                 limits.max_workgroup_storage
             ));
         }
-        let (tiles_m, tiles_n) = (self.m.div_ceil(cfg.block_m()), self.n.div_ceil(cfg.block_n()));
+        let (tiles_m, tiles_n) = (
+            self.m.div_ceil(cfg.block_m()),
+            self.n.div_ceil(cfg.block_n()),
+        );
         let groups = (tiles_m * tiles_n) as u64 * self.batch_count() as u64;
         let g = grid(&label, groups, limits)?;
         let mut vars = self.common_vars(tiles_m, tiles_n, g);
@@ -247,7 +279,14 @@ impl Problem {
     fn loads(&self) -> String {
         let t = self.t.wgsl();
         let mut s = String::new();
-        let scalar = |name: &str, buf: &str, outer: &str, outer_n: &str, inner: &str, inner_n: &str, so: &str, si: &str| {
+        let scalar = |name: &str,
+                      buf: &str,
+                      outer: &str,
+                      outer_n: &str,
+                      inner: &str,
+                      inner_n: &str,
+                      so: &str,
+                      si: &str| {
             let mut f = format!(
                 "fn {name}(base: u32, {outer}: u32, {inner}: u32) -> vec4<{t}> {{\n    var v = vec4<{t}>({t}(0));\n    if ({outer} < {outer_n}) {{\n        let p = base + {outer} * {so} + {inner} * {si};\n"
             );
@@ -259,7 +298,13 @@ impl Problem {
             f.push_str("    }\n    return v;\n}\n");
             f
         };
-        let vector = |name: &str, buf: &str, outer: &str, outer_n: &str, inner: &str, inner_n: &str, so: &str| {
+        let vector = |name: &str,
+                      buf: &str,
+                      outer: &str,
+                      outer_n: &str,
+                      inner: &str,
+                      inner_n: &str,
+                      so: &str| {
             format!(
                 "fn {name}(base: u32, {outer}: u32, {inner}: u32) -> vec4<{t}> {{\n    if ({outer} < {outer_n} && {inner} < {inner_n}) {{\n        return {buf}[(base + {outer} * {so} + {inner}) / 4u];\n    }}\n    return vec4<{t}>({t}(0));\n}}\n"
             )
@@ -289,7 +334,10 @@ fn acc_decl(t: Storage, cfg: TileConfig) -> String {
     for i in 0..cfg.tm4 {
         for c in 0..4 {
             for j in 0..cfg.tn4 {
-                s.push(format!("    var {} = vec4<{t}>({t}(0));", acc_name(i, c, j)));
+                s.push(format!(
+                    "    var {} = vec4<{t}>({t}(0));",
+                    acc_name(i, c, j)
+                ));
             }
         }
     }
@@ -300,10 +348,14 @@ fn inner(t: Storage, cfg: TileConfig) -> String {
     let ty = t.wgsl();
     let mut s = Vec::new();
     for i in 0..cfg.tm4 {
-        s.push(format!("            let a{i} = tile_a[kk][lid.y + {i}u * WG_Y];"));
+        s.push(format!(
+            "            let a{i} = tile_a[kk][lid.y + {i}u * WG_Y];"
+        ));
     }
     for j in 0..cfg.tn4 {
-        s.push(format!("            let b{j} = tile_b[kk][lid.x + {j}u * WG_X];"));
+        s.push(format!(
+            "            let b{j} = tile_b[kk][lid.x + {j}u * WG_X];"
+        ));
     }
     for i in 0..cfg.tm4 {
         for (c, comp) in ["x", "y", "z", "w"].iter().enumerate() {
@@ -348,7 +400,11 @@ fn batch_strides(batch: &[usize], own: &[usize], mat: usize) -> Vec<usize> {
     strides
 }
 
-fn kernels(p: &Problem, kernel: MatmulKernel, limits: &DeviceLimits) -> Result<NodeKernels, String> {
+fn kernels(
+    p: &Problem,
+    kernel: MatmulKernel,
+    limits: &DeviceLimits,
+) -> Result<NodeKernels, String> {
     if p.m * p.n * p.batch_count() == 0 {
         return Ok(NodeKernels::default());
     }
@@ -376,12 +432,21 @@ fn matmul_problem(a: &TensorDesc, b: &TensorDesc, t: Storage) -> Result<Problem,
         b.shape.clone()
     };
     let (ar, br) = (a_shape.len(), b_shape.len());
-    let (m, k, k2, n) = (a_shape[ar - 2], a_shape[ar - 1], b_shape[br - 2], b_shape[br - 1]);
+    let (m, k, k2, n) = (
+        a_shape[ar - 2],
+        a_shape[ar - 1],
+        b_shape[br - 2],
+        b_shape[br - 1],
+    );
     if k != k2 {
-        return Err(format!("MatMul: inner dimensions differ ({:?} x {:?})", a.shape, b.shape));
+        return Err(format!(
+            "MatMul: inner dimensions differ ({:?} x {:?})",
+            a.shape, b.shape
+        ));
     }
     let (ab, bb) = (&a_shape[..ar - 2], &b_shape[..br - 2]);
-    let batch = crate::ops::broadcast::broadcast_shape(ab, bb).map_err(|e| format!("MatMul: {e}"))?;
+    let batch =
+        crate::ops::broadcast::broadcast_shape(ab, bb).map_err(|e| format!("MatMul: {e}"))?;
     Ok(Problem {
         t,
         m,
@@ -410,39 +475,71 @@ pub(super) fn lower_matmul(info: &NodeInfo) -> Result<NodeKernels, String> {
     let p = matmul_problem(a, b, t)?;
     let expect = p.batch_count() * p.m * p.n;
     if y.len() != expect {
-        return Err(format!("MatMul: output {:?} does not hold {expect} elements", y.shape));
+        return Err(format!(
+            "MatMul: output {:?} does not hold {expect} elements",
+            y.shape
+        ));
     }
-    kernels(&p, MatmulKernel::Tiled(TileConfig::for_shape(p.m, p.n)), &info.limits)
+    kernels(
+        &p,
+        MatmulKernel::Tiled(TileConfig::for_shape(p.m, p.n)),
+        &info.limits,
+    )
 }
 
 pub(super) fn lower_gemm(info: &NodeInfo) -> Result<NodeKernels, String> {
     let (a, b) = (input(info, 0)?, input(info, 1)?);
     let y = output(info, 0)?;
-    if [a.dtype, b.dtype, y.dtype].iter().any(|&d| d != crate::ir::dtype::DType::F32) {
-        return Err(format!("Gemm of {:?} and {:?} (f32 only)", a.dtype, b.dtype));
+    if [a.dtype, b.dtype, y.dtype]
+        .iter()
+        .any(|&d| d != crate::ir::dtype::DType::F32)
+    {
+        return Err(format!(
+            "Gemm of {:?} and {:?} (f32 only)",
+            a.dtype, b.dtype
+        ));
     }
     check_all_bindings(info)?;
     if a.shape.len() != 2 || b.shape.len() != 2 {
-        return Err(format!("Gemm: A {:?} and B {:?} must be 2-D", a.shape, b.shape));
+        return Err(format!(
+            "Gemm: A {:?} and B {:?} must be 2-D",
+            a.shape, b.shape
+        ));
     }
     let ctx = super::op_ctx(info);
     let (alpha, beta) = (ctx.float("alpha", 1.0), ctx.float("beta", 1.0));
     let (ta, tb) = (ctx.int("transA", 0) != 0, ctx.int("transB", 0) != 0);
-    let (m, k) = if ta { (a.shape[1], a.shape[0]) } else { (a.shape[0], a.shape[1]) };
-    let (k2, n) = if tb { (b.shape[1], b.shape[0]) } else { (b.shape[0], b.shape[1]) };
+    let (m, k) = if ta {
+        (a.shape[1], a.shape[0])
+    } else {
+        (a.shape[0], a.shape[1])
+    };
+    let (k2, n) = if tb {
+        (b.shape[1], b.shape[0])
+    } else {
+        (b.shape[0], b.shape[1])
+    };
     if k != k2 {
-        return Err(format!("Gemm: inner dimensions differ ({m}x{k} and {k2}x{n})"));
+        return Err(format!(
+            "Gemm: inner dimensions differ ({m}x{k} and {k2}x{n})"
+        ));
     }
     let c = match info.inputs.get(2).and_then(|c| c.as_ref()) {
         Some(c) if beta != 0.0 => {
             if c.dtype != crate::ir::dtype::DType::F32 || c.shape.len() > 2 {
-                return Err(format!("Gemm: C {:?} {:?} is not an f32 of rank <= 2", c.dtype, c.shape));
+                return Err(format!(
+                    "Gemm: C {:?} {:?} is not an f32 of rank <= 2",
+                    c.dtype, c.shape
+                ));
             }
             let mut cs = vec![1; 2 - c.shape.len()];
             cs.extend(&c.shape);
             let fits = |d: usize, full: usize| d == 1 || d == full;
             if !fits(cs[0], m) || !fits(cs[1], n) {
-                return Err(format!("Gemm: C {:?} does not broadcast to [{m}, {n}]", c.shape));
+                return Err(format!(
+                    "Gemm: C {:?} does not broadcast to [{m}, {n}]",
+                    c.shape
+                ));
             }
             let sn = usize::from(cs[1] != 1);
             let sm = if cs[0] == 1 { 0 } else { cs[1] };
@@ -468,7 +565,11 @@ pub(super) fn lower_gemm(info: &NodeInfo) -> Result<NodeKernels, String> {
         alpha,
         c,
     };
-    kernels(&p, MatmulKernel::Tiled(TileConfig::for_shape(m, n)), &info.limits)
+    kernels(
+        &p,
+        MatmulKernel::Tiled(TileConfig::for_shape(m, n)),
+        &info.limits,
+    )
 }
 
 /// The kernels of an f32 `[m, k] x [k, n]` product with the chosen kernel, for

@@ -37,8 +37,14 @@ fn window(info: &NodeInfo, x_shape: &[usize], dilations: bool) -> Result<Window,
     let ctx = op_ctx(info);
     let nsp = x_shape.len() - 2;
     let kernel: Vec<usize> = match ctx.ints("kernel_shape") {
-        Some(k) if k.len() == nsp && k.iter().all(|&v| v >= 1) => k.iter().map(|&v| v as usize).collect(),
-        Some(k) => return Err(format!("{op}: bad kernel_shape {k:?} for {nsp} spatial dims")),
+        Some(k) if k.len() == nsp && k.iter().all(|&v| v >= 1) => {
+            k.iter().map(|&v| v as usize).collect()
+        }
+        Some(k) => {
+            return Err(format!(
+                "{op}: bad kernel_shape {k:?} for {nsp} spatial dims"
+            ))
+        }
         None => return Err(format!("{op}: kernel_shape is required")),
     };
     let err = |e: crate::ops::OpError| format!("{op}: {e}");
@@ -52,7 +58,8 @@ fn window(info: &NodeInfo, x_shape: &[usize], dilations: bool) -> Result<Window,
     let auto_pad = ctx.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
     let ceil = ctx.int("ceil_mode", 0) != 0;
     let input = &x_shape[2..];
-    let (out, pb, pe) = out_and_pads(&auto_pad, input, &kernel, &stride, &dil, &pads, ceil).map_err(err)?;
+    let (out, pb, pe) =
+        out_and_pads(&auto_pad, input, &kernel, &stride, &dil, &pads, ceil).map_err(err)?;
     Ok(Window {
         nsp,
         input: to3(input, 1).map_err(err)?,
@@ -88,7 +95,10 @@ pub(super) fn lower_pool(info: &NodeInfo) -> Result<NodeKernels, String> {
     let mut out_shape = x.shape[..2].to_vec();
     out_shape.extend_from_slice(&w.out[3 - w.nsp..]);
     if y.shape != out_shape {
-        return Err(format!("{op}: output {:?} is not the window's {out_shape:?}", y.shape));
+        return Err(format!(
+            "{op}: output {:?} is not the window's {out_shape:?}",
+            y.shape
+        ));
     }
     let total = y.len();
     if total == 0 {
@@ -193,7 +203,10 @@ pub(super) fn lower_global(info: &NodeInfo) -> Result<NodeKernels, String> {
     let planes = x.shape[0] * x.shape[1];
     let size: usize = x.shape[2..].iter().product();
     if y.len() != planes {
-        return Err(format!("{op}: output {:?} does not hold {planes} values", y.shape));
+        return Err(format!(
+            "{op}: output {:?} does not hold {planes} values",
+            y.shape
+        ));
     }
     if planes == 0 {
         return Ok(NodeKernels::default());
@@ -210,7 +223,12 @@ pub(super) fn lower_global(info: &NodeInfo) -> Result<NodeKernels, String> {
             "acc".to_string(),
         )
     } else {
-        ("global_average_pool", "0.0".into(), "a + b".into(), format!("acc / f32({size})"))
+        (
+            "global_average_pool",
+            "0.0".into(),
+            "a + b".into(),
+            format!("acc / f32({size})"),
+        )
     };
     let g = grid(label, planes as u64, &info.limits)?;
     let slots = vec![Slot::Input(0), Slot::Output(0)];
@@ -220,7 +238,10 @@ pub(super) fn lower_global(info: &NodeInfo) -> Result<NodeKernels, String> {
         ("SIZE", size.to_string()),
         ("GRID_X", g[0].to_string()),
         ("GRID_Y", g[1].to_string()),
-        ("BINDINGS", bindings(&slots, &["x", "y"], &["f32".into(), "f32".into()])),
+        (
+            "BINDINGS",
+            bindings(&slots, &["x", "y"], &["f32".into(), "f32".into()]),
+        ),
         ("IDENTITY", identity),
         ("COMBINE", combine),
         ("FINISH", finish),

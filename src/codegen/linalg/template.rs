@@ -7,14 +7,20 @@
 use crate::codegen::spec::{DeviceLimits, Slot};
 
 /// Replaces every `{{key}}` of `template` by its value.
-pub(crate) fn fill(kernel: &str, template: &str, vars: &[(&str, String)]) -> Result<String, String> {
+pub(crate) fn fill(
+    kernel: &str,
+    template: &str,
+    vars: &[(&str, String)],
+) -> Result<String, String> {
     let mut out = template.to_string();
     for (key, value) in vars {
         out = out.replace(&format!("{{{{{key}}}}}"), value);
     }
     if let Some(at) = out.find("{{") {
         let name: String = out[at..].chars().take_while(|&c| c != '}').collect();
-        return Err(format!("kernel {kernel}: placeholder {name}}}}} is not filled"));
+        return Err(format!(
+            "kernel {kernel}: placeholder {name}}}}} is not filled"
+        ));
     }
     Ok(out)
 }
@@ -92,7 +98,10 @@ mod tests {
     #[test]
     fn fill_refuses_leftover_placeholders() {
         let t = "a {{X}} b {{Y}}";
-        assert_eq!(fill("k", t, &[("X", "1".into()), ("Y", "2".into())]).unwrap(), "a 1 b 2");
+        assert_eq!(
+            fill("k", t, &[("X", "1".into()), ("Y", "2".into())]).unwrap(),
+            "a 1 b 2"
+        );
         let e = fill("k", t, &[("X", "1".into())]).unwrap_err();
         assert!(e.contains("{{Y}}") && e.contains("kernel k"), "{e}");
     }
