@@ -101,13 +101,12 @@ pub(crate) fn build<'a>(
     input_shapes: &HashMap<String, Vec<usize>>,
 ) -> Result<Built<'a>, RuntimeError> {
     let g = &model.graph;
-    let descs = crate::plan::shapes::concrete(model, input_shapes).map_err(|e| {
-        RuntimeError::Node {
+    let descs =
+        crate::plan::shapes::concrete(model, input_shapes).map_err(|e| RuntimeError::Node {
             node: "<inputs>".into(),
             op: "shape inference".into(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     let mut b = Builder {
         gpu,
         model,
@@ -300,13 +299,13 @@ impl<'a> Builder<'a, '_> {
                     match crate::codegen::lower(&info) {
                         Lowering::Kernels(k) => {
                             for d in &k.dispatches {
-                                self.gpu
-                                    .pipeline(&d.label, &d.wgsl)
-                                    .map_err(|e| RuntimeError::Node {
+                                self.gpu.pipeline(&d.label, &d.wgsl).map_err(|e| {
+                                    RuntimeError::Node {
                                         node: node_name(g, n),
                                         op: node.op_type.clone(),
                                         message: e.to_string(),
-                                    })?;
+                                    }
+                                })?;
                             }
                             Exec::Kernels(k)
                         }
@@ -348,11 +347,7 @@ impl<'a> Builder<'a, '_> {
 
     /// A new scope for `graph`, with the concrete shapes of its values given
     /// those of the values bound from outside (`outside`: value → its key).
-    fn scope_for(
-        &mut self,
-        graph: &'a Graph,
-        outside: &[(ValueId, Key)],
-    ) -> Result<usize, String> {
+    fn scope_for(&mut self, graph: &'a Graph, outside: &[(ValueId, Key)]) -> Result<usize, String> {
         let mut m = Model {
             ir_version: self.model.ir_version,
             opset_imports: self.model.opset_imports.clone(),
@@ -444,11 +439,9 @@ impl<'a> Builder<'a, '_> {
         let then_branch = progs.pop().ok_or("no then branch")?;
         // The If's outputs take the branches' shapes when both agree.
         for (j, o) in node.outputs.iter().enumerate() {
-            let (Some(o), Some(a), Some(b)) = (
-                o,
-                then_branch.results.get(j),
-                else_branch.results.get(j),
-            ) else {
+            let (Some(o), Some(a), Some(b)) =
+                (o, then_branch.results.get(j), else_branch.results.get(j))
+            else {
                 continue;
             };
             if let (Some(da), Some(db)) = (self.descs.get(a), self.descs.get(b)) {

@@ -6,7 +6,9 @@
 //! schedule: consecutive GPU steps are encoded into one submission; a CPU step
 //! (a node without a kernel, or whose shapes are only known at run time) reads its
 //! inputs back, runs the interpreter's op kernel and leaves its outputs on the
-//! host, uploaded when a GPU step needs them. Device buffers return to a pool,
+//! host, uploaded when a GPU step needs them. An `If` reads its condition back
+//! and runs the chosen branch's steps (lowered at build, see `program`); a fused
+//! node that is not one kernel runs its body's steps.  Device buffers return to a pool,
 //! keyed by size, after their last use, so intermediates reuse memory.
 
 use super::exec::{device_bytes, DeviceTensor, Prepared};
@@ -20,18 +22,10 @@ use crate::ir::model::Model;
 use crate::ops::{OpCtx, OpRegistry};
 use std::collections::{BTreeMap, HashMap};
 
+#[derive(Clone)]
 enum Loc {
     Dev(DeviceTensor),
     Host(TensorValue),
-}
-
-impl Clone for Loc {
-    fn clone(&self) -> Loc {
-        match self {
-            Loc::Dev(d) => Loc::Dev(d.clone()),
-            Loc::Host(t) => Loc::Host(t.clone()),
-        }
-    }
 }
 
 /// The mutable state of one run.
@@ -172,22 +166,16 @@ impl<'a> Session<'a> {
                     then_branch,
                     else_branch,
                 } => {
-                    let c = step
-                        .inputs
-                        .first()
-                        .copied()
-                        .flatten()
-                        .ok_or_else(|| fail(RuntimeError::Device("If without a condition".into())))?;
+                    let c = step.inputs.first().copied().flatten().ok_or_else(|| {
+                        fail(RuntimeError::Device("If without a condition".into()))
+                    })?;
                     self.flush(st)?;
                     let cond = self.host_of(c, st).map_err(fail)?;
                     let cond = cond.to_f64_vec().unwrap_or_default();
                     if cond.len() != 1 {
                         return Err(fail(RuntimeError::Tensor {
                             name: self.name_of(c).to_string(),
-                            message: format!(
-                                "the condition has {} elements, not one",
-                                cond.len()
-                            ),
+                            message: format!("the condition has {} elements, not one", cond.len()),
                         }));
                     }
                     let b = if cond[0] != 0.0 {
