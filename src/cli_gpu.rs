@@ -57,15 +57,44 @@ pub(crate) struct BenchArgs {
     policy: crate::PolicyArgs,
 }
 
-/// The tensors of `feeds` (the GPU session takes tensors only).
-fn tensor_feeds(feeds: Vec<(String, RtValue)>) -> Result<Vec<(String, TensorValue)>, String> {
+/// The tensors of `feeds` (the GPU session takes tensors only), checked against
+/// the declared rank and fixed dimensions before any device work.
+fn tensor_feeds(
+    m: &Model,
+    feeds: Vec<(String, RtValue)>,
+) -> Result<Vec<(String, TensorValue)>, String> {
+    let g = &m.graph;
     feeds
         .into_iter()
-        .map(|(name, v)| match v {
-            RtValue::Tensor(t) => Ok((name, t)),
-            _ => Err(format!(
-                "input '{name}' is a sequence or optional; --backend gpu takes tensors only"
-            )),
+        .map(|(name, v)| {
+            let t = match v {
+                RtValue::Tensor(t) => t,
+                _ => {
+                    return Err(format!(
+                        "input '{name}' is a sequence or optional; --backend gpu takes tensors only"
+                    ))
+                }
+            };
+            let ty = g
+                .inputs
+                .iter()
+                .map(|&i| g.value(i))
+                .find(|v| v.name == name)
+                .and_then(|v| v.ty.as_ref());
+            if let Some(shape) = ty.and_then(|ty| ty.as_tensor()).and_then(|(_, s)| s) {
+                let fits = shape.rank() == t.shape().len()
+                    && shape.dims.iter().zip(t.shape()).all(
+                        |(d, &n)| !matches!(d.value, modc::DimValue::Fixed(k) if k >= 0 && k != n as i64),
+                    );
+                if !fits {
+                    return Err(format!(
+                        "input '{name}': shape {:?} does not fit the declared {}",
+                        t.shape(),
+                        ty.map(|t| t.to_string()).unwrap_or_default()
+                    ));
+                }
+            }
+            Ok((name, t))
         })
         .collect()
 }
@@ -142,7 +171,7 @@ pub(crate) fn run_gpu(
                 .into(),
         );
     }
-    let feeds = tensor_feeds(feeds)?;
+    let feeds = tensor_feeds(m, feeds)?;
     let gpu = open_gpu(adapter)?;
     let (session, build_s) = build_session(&gpu, m, &feeds)?;
     report_session(&session, build_s);
@@ -288,7 +317,7 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), String> {
         samples_per_s: None,
     };
     let times = if a.backend == "gpu" {
-        let feeds = tensor_feeds(feeds)?;
+        let feeds = tensor_feeds(&m, feeds)?;
         let start = Instant::now();
         let gpu = open_gpu(a.adapter.as_deref())?;
         r.device_ms = Some(start.elapsed().as_secs_f64() * 1e3);

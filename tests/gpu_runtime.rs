@@ -121,3 +121,165 @@ fn limits_come_from_the_device() {
     assert!(l.max_storage_binding >= 128 << 20);
     eprintln!("adapter: {}, limits {l:?}", gpu.adapter_name());
 }
+
+// ---- Sessions: fused nodes, If, real models ----
+
+use modc::runtime::Session;
+use modc::{Interpreter, Model, RtValue};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The session's outputs against the interpreter's, within rtol/atol.
+fn matches_interpreter(
+    m: &Model,
+    inputs: &[(String, TensorValue)],
+    s: &Session,
+    rtol: f32,
+    atol: f32,
+) {
+    let want = Interpreter::new(m)
+        .run(
+            inputs
+                .iter()
+                .map(|(n, t)| (n.clone(), RtValue::Tensor(t.clone())))
+                .collect(),
+        )
+        .unwrap();
+    let got = s.run(inputs).unwrap();
+    assert_eq!(got.len(), want.len());
+    for ((gn, g), (wn, w)) in got.iter().zip(&want) {
+        assert_eq!(gn, wn);
+        let w = w.as_tensor().unwrap();
+        assert_eq!(g.shape(), w.shape(), "{gn}");
+        let (g, w) = (g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap());
+        for (k, (a, b)) in g.iter().zip(&w).enumerate() {
+            let tol = atol as f64 + rtol as f64 * b.abs();
+            assert!(
+                (a - b).abs() <= tol,
+                "{gn}[{k}]: GPU {a} vs interpreter {b}"
+            );
+        }
+    }
+}
+
+fn fused_model(src: &str, ops: &[&str]) -> Model {
+    let mut m = modc::parse_model(src).unwrap();
+    let g = &mut m.graph;
+    let group: Vec<_> = g
+        .node_ids()
+        .filter(|&n| ops.contains(&g.node(n).op_type.as_str()))
+        .collect();
+    modc::make_fused(g, &group).unwrap();
+    modc::verify(g).unwrap();
+    m
+}
+
+fn ramp(shape: &[usize], scale: f32) -> TensorValue {
+    let n: usize = shape.iter().product();
+    TensorValue::from_f32(
+        shape,
+        (0..n)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) * scale)
+            .collect(),
+    )
+}
+
+#[test]
+fn fused_elementwise_node_is_one_kernel_and_matches_the_interpreter() {
+    let Some(gpu) = test_device() else { return };
+    let m = fused_model(
+        "opset _=17\ngraph @g(%x: f32[2,3,4], %b: f32[4]) -> (%y) {\n  %a = Add(%x, %b)\n  %r = Relu(%a)\n  %y = Exp(%r)\n  return %y\n}\n",
+        &["Add", "Relu", "Exp"],
+    );
+    let shapes = HashMap::from([("x".to_string(), vec![2, 3, 4]), ("b".to_string(), vec![4])]);
+    let s = Session::new(gpu, &m, &shapes).unwrap();
+    assert_eq!(s.fallback_count(), 0, "{:?}", s.backends());
+    assert_eq!(s.backends()["Fused"].gpu, 1);
+    assert_eq!(s.kernel_count(), 1);
+    let inputs = vec![
+        ("x".to_string(), ramp(&[2, 3, 4], 0.1)),
+        ("b".to_string(), ramp(&[4], 0.05)),
+    ];
+    matches_interpreter(&m, &inputs, &s, 1e-5, 1e-6);
+}
+
+#[test]
+fn fused_matmul_with_epilogue_runs_its_body_on_the_gpu() {
+    let Some(gpu) = test_device() else { return };
+    let m = fused_model(
+        "opset _=17\ngraph @g(%x: f32[4,8], %w: f32[8,5], %b: f32[5]) -> (%y) {\n  %a = MatMul(%x, %w)\n  %c = Add(%a, %b)\n  %y = Relu(%c)\n  return %y\n}\n",
+        &["MatMul", "Add", "Relu"],
+    );
+    let shapes = HashMap::from([
+        ("x".to_string(), vec![4, 8]),
+        ("w".to_string(), vec![8, 5]),
+        ("b".to_string(), vec![5]),
+    ]);
+    let s = Session::new(gpu, &m, &shapes).unwrap();
+    assert_eq!(s.fallback_count(), 0, "{:?}", s.backends());
+    assert_eq!(s.backends()["Fused"].gpu, 1);
+    assert_eq!(s.backends()["MatMul"].gpu, 1);
+    let inputs = vec![
+        ("x".to_string(), ramp(&[4, 8], 0.1)),
+        ("w".to_string(), ramp(&[8, 5], 0.2)),
+        ("b".to_string(), ramp(&[5], 0.3)),
+    ];
+    matches_interpreter(&m, &inputs, &s, 1e-4, 1e-5);
+}
+
+fn models_dir() -> Option<PathBuf> {
+    let d = std::env::var("MODC_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/modc-testdata"))
+        .join("models");
+    if d.is_dir() {
+        return Some(d);
+    }
+    if std::env::var("MODC_REQUIRE_TESTDATA").is_ok_and(|v| v == "1") {
+        panic!("MODC_REQUIRE_TESTDATA=1 but {} is missing", d.display());
+    }
+    eprintln!("skipping: no test data at {}", d.display());
+    None
+}
+
+fn silero_inputs() -> (HashMap<String, Vec<usize>>, Vec<(String, TensorValue)>) {
+    let shapes = HashMap::from([
+        ("input".to_string(), vec![1, 512]),
+        ("state".to_string(), vec![2, 1, 128]),
+        ("sr".to_string(), vec![]),
+    ]);
+    let input: Vec<f32> = (0..512).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+    let state: Vec<f32> = (0..256).map(|i| ((i % 17) as f32 - 8.0) * 0.01).collect();
+    let inputs = vec![
+        ("input".to_string(), TensorValue::from_f32(&[1, 512], input)),
+        (
+            "state".to_string(),
+            TensorValue::from_f32(&[2, 1, 128], state),
+        ),
+        ("sr".to_string(), TensorValue::from_i64(&[], vec![16000])),
+    ];
+    (shapes, inputs)
+}
+
+#[test]
+fn silero_runs_its_if_on_the_gpu_and_matches_the_interpreter() {
+    let Some(dir) = models_dir() else { return };
+    let Some(gpu) = test_device() else { return };
+    let m = modc::load(
+        &dir.join("silero-vad/silero_vad.onnx"),
+        &modc::LoadPolicy::default(),
+    )
+    .unwrap();
+    let (shapes, inputs) = silero_inputs();
+    let s = Session::new(gpu, &m, &shapes).unwrap();
+    assert_eq!(s.backends()["If"].gpu, 1, "{:?}", s.backends()["If"]);
+    eprintln!(
+        "silero_vad: {} nodes fall back: {:?}",
+        s.fallback_count(),
+        s.backends()
+            .iter()
+            .filter(|(_, b)| b.cpu > 0)
+            .collect::<Vec<_>>()
+    );
+    matches_interpreter(&m, &inputs, &s, 1e-3, 1e-4);
+}

@@ -21,7 +21,7 @@
 //! whole tensors, so such tensors need binding ranges in the runtime first.
 //!
 //! ```text
-//! MatMul f32[8,64,128] x f32[128,32]  ->  matmul_tiled_4x4 (1 dispatch, [1, 2, 8] groups)
+//! MatMul f32[8,64,128] x f32[128,32]  ->  matmul_tiled_8x4 (1 dispatch, [8, 1, 1] workgroups)
 //! ```
 
 mod conv;

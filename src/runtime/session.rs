@@ -8,7 +8,7 @@
 //! inputs back, runs the interpreter's op kernel and leaves its outputs on the
 //! host, uploaded when a GPU step needs them. An `If` reads its condition back
 //! and runs the chosen branch's steps (lowered at build, see `program`); a fused
-//! node that is not one kernel runs its body's steps.  Device buffers return to a pool,
+//! node that is not one kernel runs its body's steps. Device buffers return to a pool,
 //! keyed by size, after their last use, so intermediates reuse memory.
 
 use super::exec::{device_bytes, DeviceTensor, Prepared};
@@ -94,6 +94,26 @@ impl<'a> Session<'a> {
     /// Number of nodes that fall back to the CPU.
     pub fn fallback_count(&self) -> usize {
         self.report.values().map(|b| b.cpu).sum()
+    }
+
+    /// Number of GPU dispatches of one run's schedule, counting both branches of
+    /// every `If` (a fused elementwise node is one).
+    pub fn kernel_count(&self) -> usize {
+        fn count(p: &Program) -> usize {
+            p.steps
+                .iter()
+                .map(|s| match &s.exec {
+                    Exec::Kernels(k) => k.dispatches.len(),
+                    Exec::If {
+                        then_branch,
+                        else_branch,
+                    } => count(then_branch) + count(else_branch),
+                    Exec::Body(b) => count(b),
+                    Exec::Alias | Exec::Cpu(_) => 0,
+                })
+                .sum()
+        }
+        count(&self.main)
     }
 
     /// Runs the model; returns the graph outputs by name, in order.
