@@ -1,6 +1,8 @@
 //! The `modc` command line: a thin layer over the library.
 
+mod cli_gpu;
 mod cli_optimize;
+mod cli_plan;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -32,7 +34,8 @@ enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
     },
-    /// Run a model on the CPU with the reference interpreter.
+    /// Run a model on the CPU with the reference interpreter, or on the GPU
+    /// (`--backend gpu`: WGSL kernels through wgpu, CPU fallback per node).
     Run {
         model: PathBuf,
         /// An input as NAME=FILE (.npy or ONNX TensorProto .pb); repeat for each input.
@@ -42,8 +45,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         output_dir: Option<PathBuf>,
         /// The backend that runs the model.
-        #[arg(long, default_value = "cpu", value_parser = ["cpu"])]
+        #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
         backend: String,
+        /// The GPU adapter for --backend gpu: a substring of its name (case-insensitive).
+        #[arg(long, value_name = "NAME")]
+        adapter: Option<String>,
         /// Fill inputs that are not given with seeded random data of their declared shape.
         #[arg(long)]
         random: bool,
@@ -63,10 +69,15 @@ enum Command {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Time a model: median, p10 and p90 latency and throughput on a backend.
+    Bench(Box<cli_gpu::BenchArgs>),
     /// Optimize a model: run a pass pipeline (-O2 by default) and save the result.
     Optimize(Box<cli_optimize::OptimizeArgs>),
     /// List the passes and the pipelines of the levels.
     ListPasses,
+    /// Lower a model for given input shapes: print the schedule (kernels or CPU
+    /// fallback per step), the memory plan and the fallback table.
+    Plan(Box<cli_plan::PlanArgs>),
     /// Load a model (ONNX, or the text form if the name ends in .ir) and save it as
     /// ONNX (optionally moving weights to external data).
     Convert {
@@ -148,7 +159,8 @@ fn run(cli: Cli) -> Result<(), String> {
             model,
             inputs,
             output_dir,
-            backend: _,
+            backend,
+            adapter,
             random,
             dims,
             seed,
@@ -158,15 +170,22 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let m = modc::load(&model, &policy.policy()).map_err(|e| e.to_string())?;
             let opts = RunOptions {
-                random,
-                seed,
                 repeat: repeat.max(1),
                 profile,
             };
-            run_model(&m, &inputs, output_dir.as_deref(), &dims, &opts)?;
+            let feeds = collect_feeds(&m, &inputs, &dims, random, seed)?;
+            if backend == "gpu" {
+                cli_gpu::run_gpu(&m, feeds, output_dir.as_deref(), &opts, adapter.as_deref())?;
+            } else if adapter.is_some() {
+                return Err("--adapter needs --backend gpu".into());
+            } else {
+                run_model(&m, feeds, output_dir.as_deref(), &opts)?;
+            }
         }
+        Command::Bench(a) => cli_gpu::bench(*a)?,
         Command::Optimize(a) => cli_optimize::optimize(*a)?,
         Command::ListPasses => emit(&cli_optimize::list_passes())?,
+        Command::Plan(a) => cli_plan::plan(*a)?,
         Command::Convert {
             input,
             output,
@@ -244,21 +263,20 @@ pub(crate) fn read_inputs(
     Ok(out)
 }
 
-struct RunOptions {
-    random: bool,
-    seed: u64,
+pub(crate) struct RunOptions {
     repeat: usize,
     profile: bool,
 }
 
-fn run_model(
+/// The feeds of a run: the `NAME=FILE` inputs, and seeded random values for the
+/// others when `random` (inputs with an initializer keep it).
+pub(crate) fn collect_feeds(
     m: &modc::Model,
     inputs: &[String],
-    output_dir: Option<&std::path::Path>,
     dims: &[String],
-    opts: &RunOptions,
-) -> Result<(), String> {
-    let (random, seed, repeat) = (opts.random, opts.seed, opts.repeat);
+    random: bool,
+    seed: u64,
+) -> Result<Vec<(String, modc::RtValue)>, String> {
     let g = &m.graph;
     let mut dim_sizes = std::collections::HashMap::new();
     for d in dims {
@@ -297,6 +315,16 @@ fn run_model(
             ));
         }
     }
+    Ok(feeds)
+}
+
+fn run_model(
+    m: &modc::Model,
+    feeds: Vec<(String, modc::RtValue)>,
+    output_dir: Option<&std::path::Path>,
+    opts: &RunOptions,
+) -> Result<(), String> {
+    let repeat = opts.repeat;
     let mut interp = modc::Interpreter::new(m);
     if opts.profile {
         interp.enable_profile();
@@ -309,7 +337,40 @@ fn run_model(
         times.push(start.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let mut text = format_outputs(&outs, output_dir)?;
+    if opts.profile {
+        text.push_str("op type                     calls      total ms\n");
+        for (op, calls, t) in interp.profile() {
+            text.push_str(&format!(
+                "{op:<26} {calls:>6} {:>13.3}\n",
+                t.as_secs_f64() * 1e3
+            ));
+        }
+    }
+    text.push_str(&ran_in(&times));
+    emit(&text)
+}
+
+/// `ran in X ms`, the median of the sorted run times (seconds).
+pub(crate) fn ran_in(sorted: &[f64]) -> String {
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(0.0);
+    if sorted.len() > 1 {
+        format!(
+            "ran in {:.2} ms (median of {})\n",
+            median * 1e3,
+            sorted.len()
+        )
+    } else {
+        format!("ran in {:.2} ms\n", median * 1e3)
+    }
+}
+
+/// One line per output (name, type, shape, first values) and, with `output_dir`,
+/// `output_K.npy` per output in graph order.
+pub(crate) fn format_outputs(
+    outs: &[(String, modc::RtValue)],
+    output_dir: Option<&std::path::Path>,
+) -> Result<String, String> {
     if let Some(dir) = output_dir {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -353,24 +414,7 @@ fn run_model(
             }
         }
     }
-    if opts.profile {
-        text.push_str("op type                     calls      total ms\n");
-        for (op, calls, t) in interp.profile() {
-            text.push_str(&format!(
-                "{op:<26} {calls:>6} {:>13.3}\n",
-                t.as_secs_f64() * 1e3
-            ));
-        }
-    }
-    if repeat > 1 {
-        text.push_str(&format!(
-            "ran in {:.2} ms (median of {repeat})\n",
-            median * 1e3
-        ));
-    } else {
-        text.push_str(&format!("ran in {:.2} ms\n", median * 1e3));
-    }
-    emit(&text)
+    Ok(text)
 }
 
 fn main() -> ExitCode {

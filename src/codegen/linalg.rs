@@ -1,7 +1,106 @@
-//! (being written)
+//! Linear algebra, convolution and pooling kernels: MatMul, Gemm, Conv, MaxPool,
+//! AveragePool, GlobalAveragePool and GlobalMaxPool.
+//!
+//! Kernels are WGSL templates in `kernels/` (`matmul_tiled.wgsl`,
+//! `matmul_naive.wgsl`, `conv.wgsl`, `pool.wgsl`, `pool_global.wgsl`) filled by
+//! text substitution of `{{NAME}}` placeholders. Shapes, strides and attributes
+//! are baked into each shader as WGSL `const`s rather than passed as uniforms: the
+//! plan's shapes are concrete, and constant trip counts let the shader compiler
+//! unroll window loops (a 3x3 convolution, a 4-wide vector tail), which matters on
+//! lavapipe where every loop iteration is real CPU work. The cost is one pipeline
+//! per distinct shape, compiled once per session.
+//!
+//! Semantics follow the interpreter (`ops/matmul.rs`, `ops/conv.rs`,
+//! `ops/pool.rs`); the geometry of windows (auto_pad, pads, ceil_mode) comes from
+//! the same functions the interpreter uses.
+//!
+//! Every kernel respects [`DeviceLimits`]: a dispatch's workgroups are laid out on
+//! a 2-D or 3-D grid so that no dimension exceeds `max_workgroups_per_dim`, and the
+//! shader recovers its flat workgroup index. A tensor larger than one storage
+//! binding (`max_storage_binding`) is reported as unsupported: the contract binds
+//! whole tensors, so such tensors need binding ranges in the runtime first.
+//!
+//! ```text
+//! MatMul f32[8,64,128] x f32[128,32]  ->  matmul_tiled_8x4 (1 dispatch, [8, 1, 1] workgroups)
+//! ```
 
-use super::spec::{Lowering, NodeInfo};
+mod conv;
+pub(crate) mod matmul;
+mod pool;
+mod template;
 
-pub(crate) fn lower(_info: &NodeInfo) -> Option<Lowering> {
-    None
+use super::spec::{DeviceLimits, Lowering, NodeInfo, Storage, TensorDesc};
+
+pub(crate) fn lower(info: &NodeInfo) -> Option<Lowering> {
+    let domain = info.node.domain.as_str();
+    if !(domain.is_empty() || domain == "ai.onnx") {
+        return None;
+    }
+    let result = match info.node.op_type.as_str() {
+        "MatMul" => matmul::lower_matmul(info),
+        "Gemm" => matmul::lower_gemm(info),
+        "Conv" => conv::lower_conv(info),
+        "MaxPool" | "AveragePool" => pool::lower_pool(info),
+        "GlobalAveragePool" | "GlobalMaxPool" => pool::lower_global(info),
+        _ => return None,
+    };
+    Some(match result {
+        Ok(kernels) => Lowering::Kernels(kernels),
+        Err(reason) => Lowering::Unsupported(reason),
+    })
+}
+
+/// The interpreter's view of the node's attributes.
+fn op_ctx<'a>(info: &NodeInfo<'a>) -> crate::ops::OpCtx<'a> {
+    crate::ops::OpCtx {
+        node: info.node,
+        opset: info.opset,
+    }
+}
+
+/// Input `k`, which must be present.
+fn input<'a>(info: &'a NodeInfo, k: usize) -> Result<&'a TensorDesc, String> {
+    info.inputs
+        .get(k)
+        .and_then(|i| i.as_ref())
+        .ok_or_else(|| format!("{}: input {k} is missing", info.node.op_type))
+}
+
+/// Output `k`, which must exist.
+fn output<'a>(info: &'a NodeInfo, k: usize) -> Result<&'a TensorDesc, String> {
+    info.outputs
+        .get(k)
+        .ok_or_else(|| format!("{}: output {k} is missing", info.node.op_type))
+}
+
+/// The storage of a tensor, or why it has none.
+fn storage(t: &TensorDesc, what: &str) -> Result<Storage, String> {
+    Storage::of(t.dtype)
+        .ok_or_else(|| format!("{what} of type {:?} has no device storage", t.dtype))
+}
+
+/// Refuses tensors that do not fit one storage binding.
+fn check_binding(limits: &DeviceLimits, t: &TensorDesc, what: &str) -> Result<(), String> {
+    if t.device_bytes() > limits.max_storage_binding {
+        return Err(format!(
+            "{what} {:?} takes {} bytes, over the {}-byte storage binding limit",
+            t.shape,
+            t.device_bytes(),
+            limits.max_storage_binding
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every present input and every output against the binding limit.
+fn check_all_bindings(info: &NodeInfo) -> Result<(), String> {
+    for (k, t) in info.inputs.iter().enumerate() {
+        if let Some(t) = t {
+            check_binding(&info.limits, t, &format!("input {k}"))?;
+        }
+    }
+    for (k, t) in info.outputs.iter().enumerate() {
+        check_binding(&info.limits, t, &format!("output {k}"))?;
+    }
+    Ok(())
 }

@@ -3,12 +3,15 @@
 //! shapes into the dispatches that compute it (see [`spec`]).
 
 pub mod spec;
+pub mod validate;
 
+mod builder;
 mod data;
 mod elementwise;
 mod linalg;
 mod nn;
 
+pub use linalg::matmul::{matmul_kernels, MatmulKernel, TileConfig};
 pub use spec::{
     DeviceLimits, Dispatch, Lowering, NodeInfo, NodeKernels, Slot, Storage, TensorDesc,
 };

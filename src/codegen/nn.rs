@@ -1,7 +1,21 @@
-//! (being written)
+//! Kernels of reductions, softmax and normalization: the generators in
+//! `nn/reduce.rs`, `nn/softmax.rs`, `nn/norm.rs`, `nn/cumsum.rs` over the templates
+//! `kernels/reduce*.wgsl`, `kernels/softmax.wgsl` and `kernels/norm*.wgsl`.
+//! Their semantics are the interpreter's (`ops/reduce.rs`, `ops/softmax.rs`,
+//! `ops/norm.rs`, `ops/index.rs`); the decisions are in each file's docs.
+//! `nn/shader.rs` holds what these and the data-movement generators share.
 
 use super::spec::{Lowering, NodeInfo};
 
-pub(crate) fn lower(_info: &NodeInfo) -> Option<Lowering> {
-    None
+mod cumsum;
+mod norm;
+mod reduce;
+pub(crate) mod shader;
+mod softmax;
+
+pub(crate) fn lower(info: &NodeInfo) -> Option<Lowering> {
+    reduce::lower(info)
+        .or_else(|| softmax::lower(info))
+        .or_else(|| norm::lower(info))
+        .or_else(|| cumsum::lower(info))
 }

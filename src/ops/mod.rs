@@ -21,7 +21,7 @@ mod attention;
 mod binary;
 pub(crate) mod broadcast;
 pub(crate) mod cast;
-mod conv;
+pub(crate) mod conv;
 mod elementwise;
 mod gather;
 mod index;

@@ -1,0 +1,483 @@
+//! Building a session's program: every node of the main graph, of each `If`
+//! branch and of each fused body that is not one kernel, lowered once for the
+//! concrete shapes of the session's inputs.
+//!
+//! Values of different graphs share one key space, [`Key`] = (scope, value): scope
+//! 0 is the main graph, each branch or body that becomes a sub-program gets the
+//! next number. Names a branch reads from an enclosing graph (`Outer` values) and
+//! a fused body's inputs are resolved at build time to the key of the enclosing
+//! value, so a sub-program reads the very tensor its parent computed. A branch's
+//! shapes come from shape inference on a copy of the branch whose outer values are
+//! inputs with the parent's concrete shapes (constants with their values), so each
+//! branch node is lowered with concrete shapes like any other.
+//!
+//! A step frees the values of its own scope at their last use; a value read by a
+//! sub-program is used, in its own scope, by the step that holds the sub-program.
+
+use super::{Gpu, RuntimeError};
+use crate::codegen::spec::{Lowering, NodeInfo, NodeKernels, TensorDesc};
+use crate::interp::value::{RtValue, TensorValue};
+use crate::ir::graph::{Graph, Initializer, NodeId, ValueDef, ValueId};
+use crate::ir::model::Model;
+use crate::ir::types::{Dim, Shape, Type};
+use crate::ops::{OpCtx, OpRegistry};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A value of one of the session's graphs: (scope, value id in that graph).
+pub(crate) type Key = (usize, ValueId);
+
+/// How a node runs.
+pub(crate) enum Exec {
+    Kernels(NodeKernels),
+    Alias,
+    Cpu(String),
+    /// Reads the condition back and runs one branch.
+    If {
+        then_branch: Program,
+        else_branch: Program,
+    },
+    /// A fused node that is not one kernel: its body, node by node.
+    Body(Program),
+}
+
+pub(crate) struct Step {
+    pub scope: usize,
+    pub node: NodeId,
+    pub exec: Exec,
+    pub inputs: Vec<Option<Key>>,
+    pub outputs: Vec<Option<Key>>,
+    /// Values of this scope whose last use is this step (freed after it).
+    pub frees: Vec<Key>,
+}
+
+/// The steps of one graph.
+pub(crate) struct Program {
+    pub scope: usize,
+    pub steps: Vec<Step>,
+    /// The graph's outputs, resolved (for a sub-program: what its node yields).
+    pub results: Vec<Key>,
+    /// Keys of enclosing scopes that the program reads.
+    pub external: BTreeSet<Key>,
+}
+
+/// Per op type: nodes on the GPU, nodes on the CPU, and why they fell back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpBackends {
+    pub gpu: usize,
+    pub cpu: usize,
+    pub reasons: Vec<String>,
+}
+
+pub(crate) struct Built<'a> {
+    pub scopes: Vec<&'a Graph>,
+    pub descs: HashMap<Key, TensorDesc>,
+    pub host_consts: HashMap<Key, TensorValue>,
+    pub report: BTreeMap<String, OpBackends>,
+    pub main: Program,
+}
+
+pub(crate) fn node_name(g: &Graph, id: NodeId) -> String {
+    let n = g.node(id);
+    n.name
+        .clone()
+        .unwrap_or_else(|| format!("<{} #{}>", n.op_type, id.0))
+}
+
+struct Builder<'a, 'g> {
+    gpu: &'g Gpu,
+    model: &'a Model,
+    registry: &'g OpRegistry,
+    scopes: Vec<&'a Graph>,
+    descs: HashMap<Key, TensorDesc>,
+    host_consts: HashMap<Key, TensorValue>,
+    report: BTreeMap<String, OpBackends>,
+}
+
+/// Builds the main program of `model` for inputs of the given shapes.
+pub(crate) fn build<'a>(
+    gpu: &Gpu,
+    model: &'a Model,
+    registry: &OpRegistry,
+    input_shapes: &HashMap<String, Vec<usize>>,
+) -> Result<Built<'a>, RuntimeError> {
+    let g = &model.graph;
+    let descs =
+        crate::plan::shapes::concrete(model, input_shapes).map_err(|e| RuntimeError::Node {
+            node: "<inputs>".into(),
+            op: "shape inference".into(),
+            message: e.to_string(),
+        })?;
+    let mut b = Builder {
+        gpu,
+        model,
+        registry,
+        scopes: vec![g],
+        descs: descs.into_iter().map(|(v, d)| ((0, v), d)).collect(),
+        host_consts: HashMap::new(),
+        report: BTreeMap::new(),
+    };
+    for v in g.value_ids() {
+        let val = g.value(v);
+        if val.def == ValueDef::Const
+            || (val.def == ValueDef::Input
+                && val.init.is_some()
+                && !input_shapes.contains_key(&val.name))
+        {
+            b.add_init(0, g, v)?;
+        }
+    }
+    let main = b.program(0, &HashMap::new())?;
+    Ok(Built {
+        scopes: b.scopes,
+        descs: b.descs,
+        host_consts: b.host_consts,
+        report: b.report,
+        main,
+    })
+}
+
+impl<'a> Builder<'a, '_> {
+    fn add_init(&mut self, scope: usize, g: &Graph, v: ValueId) -> Result<(), RuntimeError> {
+        let val = g.value(v);
+        if let Some(Initializer::Dense(t)) = &val.init {
+            let tv = TensorValue::from_tensor(t).map_err(|e| RuntimeError::Tensor {
+                name: val.name.clone(),
+                message: e.to_string(),
+            })?;
+            self.host_consts.insert((scope, v), tv);
+        }
+        Ok(())
+    }
+
+    /// The program of scope `scope`; `bound` resolves the values that come from
+    /// outside it (outer values of a branch, inputs of a fused body).
+    fn program(
+        &mut self,
+        scope: usize,
+        bound: &HashMap<ValueId, Key>,
+    ) -> Result<Program, RuntimeError> {
+        let g = self.scopes[scope];
+        let res = |v: ValueId| bound.get(&v).copied().unwrap_or((scope, v));
+        let order = g.topo_order().map_err(|_| RuntimeError::Node {
+            node: format!("<graph {}>", g.name),
+            op: "schedule".into(),
+            message: "the graph has a cycle".into(),
+        })?;
+        let mut steps: Vec<Step> = Vec::with_capacity(order.len());
+        let mut uses: Vec<BTreeSet<Key>> = vec![];
+        for &n in &order {
+            let node = g.node(n);
+            let opset = self.model.opset_version(&node.domain).unwrap_or(1);
+            // Constant nodes: evaluated once on the host.
+            if node.op_type == "Constant" && (node.domain.is_empty() || node.domain == "ai.onnx") {
+                if let Some(k) = self.registry.get("", "Constant") {
+                    if let Ok(out) = k(&OpCtx { node, opset }, &[]) {
+                        if let (Some(Some(v)), Some(RtValue::Tensor(t))) =
+                            (node.outputs.first(), out.into_iter().next())
+                        {
+                            self.descs
+                                .insert((scope, *v), TensorDesc::new(t.dtype(), t.shape()));
+                            self.host_consts.insert((scope, *v), t);
+                            continue;
+                        }
+                    }
+                }
+            }
+            let inputs: Vec<Option<Key>> = node.inputs.iter().map(|i| i.map(res)).collect();
+            let outputs: Vec<Option<Key>> =
+                node.outputs.iter().map(|o| o.map(|v| (scope, v))).collect();
+            let exec = self.lower(scope, n, &inputs, &outputs, &res)?;
+            let mut used: BTreeSet<Key> = inputs.iter().flatten().copied().collect();
+            match &exec {
+                Exec::If {
+                    then_branch,
+                    else_branch,
+                } => {
+                    used.extend(&then_branch.external);
+                    used.extend(&else_branch.external);
+                }
+                Exec::Body(p) => used.extend(&p.external),
+                _ => {}
+            }
+            uses.push(used);
+            steps.push(Step {
+                scope,
+                node: n,
+                exec,
+                inputs,
+                outputs,
+                frees: vec![],
+            });
+        }
+        let results: Vec<Key> = g.outputs.iter().map(|&v| res(v)).collect();
+        let mut last: HashMap<Key, usize> = HashMap::new();
+        let mut external = BTreeSet::new();
+        for (s, u) in uses.iter().enumerate() {
+            for &k in u {
+                if k.0 == scope {
+                    last.insert(k, s);
+                } else {
+                    external.insert(k);
+                }
+            }
+        }
+        for r in &results {
+            if r.0 != scope {
+                external.insert(*r);
+            }
+        }
+        for (s, (step, u)) in steps.iter_mut().zip(&uses).enumerate() {
+            step.frees = u
+                .iter()
+                .copied()
+                .filter(|k| {
+                    last.get(k) == Some(&s)
+                        && !results.contains(k)
+                        && !self.host_consts.contains_key(k)
+                })
+                .collect();
+        }
+        Ok(Program {
+            scope,
+            steps,
+            results,
+            external,
+        })
+    }
+
+    /// Chooses how node `n` of scope `scope` runs and records it in the report.
+    fn lower(
+        &mut self,
+        scope: usize,
+        n: NodeId,
+        inputs: &[Option<Key>],
+        outputs: &[Option<Key>],
+        res: &dyn Fn(ValueId) -> Key,
+    ) -> Result<Exec, RuntimeError> {
+        let g = self.scopes[scope];
+        let node = g.node(n);
+        let opset = self.model.opset_version(&node.domain).unwrap_or(1);
+        let in_descs: Vec<Option<TensorDesc>> = inputs
+            .iter()
+            .map(|i| i.and_then(|k| self.descs.get(&k).cloned()))
+            .collect();
+        let out_descs: Option<Vec<TensorDesc>> = outputs
+            .iter()
+            .map(|o| o.and_then(|k| self.descs.get(&k).cloned()))
+            .collect();
+        let known = inputs
+            .iter()
+            .zip(&in_descs)
+            .all(|(i, d)| i.is_none() || d.is_some());
+        let fused = crate::fused::is_fused(node);
+        let has_subgraph = node.attrs.iter().any(|a| !a.value.graphs().is_empty()) && !fused;
+        let is_if = node.op_type == "If" && (node.domain.is_empty() || node.domain == "ai.onnx");
+        let mut exec = if is_if {
+            match self.lower_if(scope, n, res) {
+                Ok(e) => e,
+                Err(r) => Exec::Cpu(r),
+            }
+        } else if has_subgraph {
+            Exec::Cpu(format!(
+                "{} has subgraphs (only If runs its branches on the GPU)",
+                node.op_type
+            ))
+        } else {
+            match (known, out_descs) {
+                (true, Some(out_descs)) => {
+                    let info = NodeInfo {
+                        node,
+                        opset,
+                        inputs: in_descs.clone(),
+                        outputs: out_descs,
+                        consts: inputs
+                            .iter()
+                            .map(|i| i.and_then(|k| self.host_consts.get(&k)))
+                            .collect(),
+                        limits: self.gpu.limits(),
+                    };
+                    match crate::codegen::lower(&info) {
+                        Lowering::Kernels(k) => {
+                            for d in &k.dispatches {
+                                self.gpu.pipeline(&d.label, &d.wgsl).map_err(|e| {
+                                    RuntimeError::Node {
+                                        node: node_name(g, n),
+                                        op: node.op_type.clone(),
+                                        message: e.to_string(),
+                                    }
+                                })?;
+                            }
+                            Exec::Kernels(k)
+                        }
+                        Lowering::Alias => Exec::Alias,
+                        Lowering::Unsupported(r) => Exec::Cpu(r),
+                    }
+                }
+                _ => Exec::Cpu("shapes known only at run time".into()),
+            }
+        };
+        if fused {
+            if let Exec::Cpu(why) = &exec {
+                // Not one kernel: run the body node by node.
+                exec = match self.lower_body(scope, n, inputs, &in_descs) {
+                    Ok(p) => Exec::Body(p),
+                    Err(e) => Exec::Cpu(format!("{why}; its body: {e}")),
+                };
+            }
+        }
+        let e = self.report.entry(node.op_type.clone()).or_default();
+        match &exec {
+            Exec::Cpu(r) => {
+                if self.registry.get(&node.domain, &node.op_type).is_none() {
+                    return Err(RuntimeError::Unsupported {
+                        node: node_name(g, n),
+                        op: node.op_type.clone(),
+                        reason: format!("{r}, and the session has no CPU kernel for it"),
+                    });
+                }
+                e.cpu += 1;
+                if !e.reasons.contains(r) {
+                    e.reasons.push(r.clone());
+                }
+            }
+            _ => e.gpu += 1,
+        }
+        Ok(exec)
+    }
+
+    /// A new scope for `graph`, with the concrete shapes of its values given
+    /// those of the values bound from outside (`outside`: value → its key).
+    fn scope_for(&mut self, graph: &'a Graph, outside: &[(ValueId, Key)]) -> Result<usize, String> {
+        let mut m = Model {
+            ir_version: self.model.ir_version,
+            opset_imports: self.model.opset_imports.clone(),
+            producer_name: None,
+            producer_version: None,
+            domain: None,
+            model_version: None,
+            doc_string: None,
+            metadata_props: vec![],
+            graph: graph.clone(),
+            functions: self.model.functions.clone(),
+            training_info: vec![],
+            configuration: vec![],
+        };
+        let mut shapes = HashMap::new();
+        for &(v, k) in outside {
+            let d = self
+                .descs
+                .get(&k)
+                .ok_or_else(|| format!("'{}' has no concrete shape", graph.value(v).name))?
+                .clone();
+            let val = m.graph.value_mut(v);
+            if let Some(t) = self.host_consts.get(&k) {
+                val.def = ValueDef::Const;
+                val.init = Some(Initializer::Dense(t.to_tensor(&val.name)));
+                m.graph.inputs.retain(|&i| i != v);
+                continue;
+            }
+            val.def = ValueDef::Input;
+            val.init = None;
+            val.ty = Some(Type::tensor(
+                d.dtype,
+                Shape::from_dims(d.shape.iter().map(|&s| Dim::fixed(s as i64)).collect()),
+            ));
+            shapes.insert(val.name.clone(), d.shape.clone());
+            if !m.graph.inputs.contains(&v) {
+                m.graph.inputs.push(v);
+            }
+        }
+        let descs = crate::plan::shapes::concrete(&m, &shapes).map_err(|e| e.to_string())?;
+        let scope = self.scopes.len();
+        self.scopes.push(graph);
+        for (v, d) in descs {
+            self.descs.insert((scope, v), d);
+        }
+        for v in graph.value_ids() {
+            let val = graph.value(v);
+            if val.def == ValueDef::Const && !outside.iter().any(|&(o, _)| o == v) {
+                self.add_init(scope, graph, v).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(scope)
+    }
+
+    fn lower_if(
+        &mut self,
+        scope: usize,
+        n: NodeId,
+        res: &dyn Fn(ValueId) -> Key,
+    ) -> Result<Exec, String> {
+        let g: &'a Graph = self.scopes[scope];
+        let node = g.node(n);
+        let branch = |name: &str| -> Result<&'a Graph, String> {
+            node.attr(name)
+                .and_then(|a| a.value.graphs().into_iter().next())
+                .ok_or_else(|| format!("If without {name}"))
+        };
+        let (t, e) = (branch("then_branch")?, branch("else_branch")?);
+        let mut progs = vec![];
+        for b in [t, e] {
+            let mut outside = vec![];
+            for v in b.value_ids() {
+                let val = b.value(v);
+                if val.def != ValueDef::Outer {
+                    continue;
+                }
+                let found = g
+                    .value_ids()
+                    .filter(|&w| g.value(w).name == val.name)
+                    .max_by_key(|&w| g.value(w).def != ValueDef::Outer)
+                    .ok_or_else(|| format!("branch value '{}' is not defined outside", val.name))?;
+                outside.push((v, res(found)));
+            }
+            let s = self.scope_for(b, &outside)?;
+            let bound: HashMap<ValueId, Key> = outside.into_iter().collect();
+            progs.push(self.program(s, &bound).map_err(|e| e.to_string())?);
+        }
+        let else_branch = progs.pop().ok_or("no else branch")?;
+        let then_branch = progs.pop().ok_or("no then branch")?;
+        // The If's outputs take the branches' shapes when both agree.
+        for (j, o) in node.outputs.iter().enumerate() {
+            let (Some(o), Some(a), Some(b)) =
+                (o, then_branch.results.get(j), else_branch.results.get(j))
+            else {
+                continue;
+            };
+            if let (Some(da), Some(db)) = (self.descs.get(a), self.descs.get(b)) {
+                if da == db && !self.descs.contains_key(&(scope, *o)) {
+                    let d = da.clone();
+                    self.descs.insert((scope, *o), d);
+                }
+            }
+        }
+        Ok(Exec::If {
+            then_branch,
+            else_branch,
+        })
+    }
+
+    fn lower_body(
+        &mut self,
+        scope: usize,
+        n: NodeId,
+        inputs: &[Option<Key>],
+        in_descs: &[Option<TensorDesc>],
+    ) -> Result<Program, String> {
+        let g: &'a Graph = self.scopes[scope];
+        let node = g.node(n);
+        let body = crate::fused::fused_body(node).ok_or("a fused node without a body")?;
+        if body.inputs.len() != inputs.len() || body.outputs.len() != node.outputs.len() {
+            return Err("the body's inputs or outputs do not match the node's".into());
+        }
+        let mut outside = vec![];
+        for ((&v, i), d) in body.inputs.iter().zip(inputs).zip(in_descs) {
+            if let (Some(k), Some(_)) = (i, d) {
+                outside.push((v, *k));
+            }
+        }
+        let s = self.scope_for(body, &outside)?;
+        let bound: HashMap<ValueId, Key> = outside.into_iter().collect();
+        self.program(s, &bound).map_err(|e| e.to_string())
+    }
+}
