@@ -62,12 +62,21 @@ fn main() {
             return;
         }
     };
+    // `cargo test --all-targets` runs benches without `--bench`: one small size,
+    // once, as a smoke test (both kernels still run and are compared).
+    let measuring = std::env::args().any(|a| a == "--bench");
     let sizes: Vec<usize> = env_list("MODC_BENCH_SIZES")
         .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![512, 1024]);
+        .unwrap_or_else(|| {
+            if measuring {
+                vec![512, 1024]
+            } else {
+                vec![128]
+            }
+        });
     let reps: usize = env_list("MODC_BENCH_REPS")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(if measuring { 3 } else { 1 });
     let extra: Vec<TileConfig> = env_list("MODC_BENCH_TILES")
         .map(|s| {
             s.split(';')

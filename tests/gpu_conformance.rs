@@ -121,6 +121,8 @@ fn backend_node_cases_on_the_gpu() {
     // op → (pass, fail, not on gpu)
     let mut table: BTreeMap<String, [usize; 3]> = BTreeMap::new();
     let (mut failures, mut skipped) = (vec![], 0usize);
+    // Why cases ran (partly) on the CPU or were skipped, with counts.
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let t0 = std::time::Instant::now();
     for c in &cases {
         let name = c.file_name().unwrap().to_string_lossy().to_string();
@@ -133,8 +135,13 @@ fn backend_node_cases_on_the_gpu() {
                 failures.push(format!("{name}: {e}"));
                 1
             }
-            Res::NotGpu(_) => 2,
-            Res::Skipped(_) => {
+            Res::NotGpu(why) => {
+                *reasons.entry(format!("cpu: {why}")).or_default() += 1;
+                2
+            }
+            Res::Skipped(why) => {
+                let kind = why.split(':').next().unwrap_or_default().to_string();
+                *reasons.entry(format!("skipped: {kind}")).or_default() += 1;
                 skipped += 1;
                 continue;
             }
@@ -159,6 +166,11 @@ fn backend_node_cases_on_the_gpu() {
         cases.len(),
         t0.elapsed().as_secs_f64()
     );
+    let mut common: Vec<_> = reasons.iter().collect();
+    common.sort_by_key(|(_, &n)| std::cmp::Reverse(n));
+    for (why, n) in common.iter().take(15) {
+        eprintln!("{n:>5}  {why}");
+    }
     for f in &failures {
         eprintln!("FAIL {f}");
     }

@@ -405,7 +405,7 @@ fn reduction_axes_that_are_not_constant_fall_back() {
 #[test]
 fn argmax_argmin() {
     for op in ["ArgMax", "ArgMin"] {
-        for axis in [0, 1, -1] {
+        for axis in [0i64, 1, -1] {
             for keep in [0, 1] {
                 for last in [0, 1] {
                     check(
@@ -438,9 +438,9 @@ fn softmax_both_opset_semantics() {
 
 #[test]
 fn layer_and_rms_normalization() {
-    for axis in [-1, 1, 2] {
+    for axis in [-1i64, 1, 2] {
         let x = data(&[2, 3, 5], 1);
-        let w: Vec<usize> = x.shape()[(axis as i64).rem_euclid(3) as usize..].to_vec();
+        let w: Vec<usize> = x.shape()[axis.rem_euclid(3) as usize..].to_vec();
         check(
             case(
                 "LayerNormalization",
@@ -489,7 +489,7 @@ fn instance_batch_and_lp_normalization() {
         ],
     ));
     for p in [1, 2] {
-        for axis in [0, 1, -1] {
+        for axis in [0i64, 1, -1] {
             check(
                 case("LpNormalization", 1, vec![Some(x.clone())])
                     .int("p", p)
@@ -624,8 +624,8 @@ fn concat_split_depth_space() {
 #[test]
 fn gather_and_gather_elements() {
     let x = data(&[4, 5, 3], 1);
-    for axis in [0, 1, -1] {
-        let dim = x.shape()[(axis as i64).rem_euclid(3) as usize] as i64;
+    for axis in [0i64, 1, -1] {
+        let dim = x.shape()[axis.rem_euclid(3) as usize] as i64;
         let idx = ints(&[2, 3], vec![0, dim - 1, -1, 1, -dim, 0]);
         check(case("Gather", 13, vec![Some(x.clone()), Some(idx.clone())]).int("axis", axis));
         let e = ints(
