@@ -321,11 +321,18 @@ impl Gpu {
         outputs: &[TensorDesc],
     ) -> Result<NodeBuffers, RuntimeError> {
         self.check_workgroups(k)?;
+        // Inputs no dispatch binds (read at lowering) are not uploaded.
+        let bound = |i: usize| {
+            k.dispatches
+                .iter()
+                .any(|d| d.slots.contains(&Slot::Input(i)))
+        };
         let ins = inputs
             .iter()
             .enumerate()
             .map(|(i, t)| {
                 t.as_ref()
+                    .filter(|_| bound(i))
                     .map(|t| self.upload(&format!("input {i}"), t))
                     .transpose()
             })

@@ -266,11 +266,23 @@ impl<'a> Session<'a> {
         k: &NodeKernels,
         st: &mut RunState,
     ) -> Result<(), RuntimeError> {
+        // Only the inputs a dispatch binds go to the device: the others (Slice's
+        // ends, Reshape's shape ...) were read at lowering and may not even fit
+        // the device's 32-bit integers.
+        let bound: std::collections::HashSet<usize> = k
+            .dispatches
+            .iter()
+            .flat_map(|d| d.slots.iter())
+            .filter_map(|s| match s {
+                Slot::Input(i) => Some(*i),
+                _ => None,
+            })
+            .collect();
         let mut ins = Vec::with_capacity(step.inputs.len());
-        for i in &step.inputs {
+        for (j, i) in step.inputs.iter().enumerate() {
             ins.push(match i {
-                Some(v) => Some(self.device_of(*v, st)?),
-                None => None,
+                Some(v) if bound.contains(&j) => Some(self.device_of(*v, st)?),
+                _ => None,
             });
         }
         let mut outs = Vec::with_capacity(step.outputs.len());
