@@ -58,8 +58,15 @@ impl Gpu {
     /// Opens a device. No adapter, or none matching the wanted name, is an error
     /// listing what there is.
     pub fn new(opts: &GpuOptions) -> Result<Gpu, RuntimeError> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        // The primary backends (Vulkan, Metal, DX12) unless WGPU_BACKEND says
+        // otherwise: probing GL too makes libEGL print errors on machines without
+        // a display, and every primary backend serves compute better.
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        if wgpu::Backends::from_env().is_none() {
+            desc.backends = wgpu::Backends::PRIMARY;
+        }
+        let backends = desc.backends;
+        let instance = wgpu::Instance::new(desc);
         let wanted = opts.adapter.clone().or_else(|| {
             std::env::var("WGPU_ADAPTER_NAME")
                 .ok()
@@ -67,7 +74,7 @@ impl Gpu {
         });
         let adapter = match wanted {
             Some(name) => {
-                let all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+                let all = pollster::block_on(instance.enumerate_adapters(backends));
                 let needle = name.to_lowercase();
                 let available: Vec<String> = all.iter().map(adapter_label).collect();
                 all.into_iter()
