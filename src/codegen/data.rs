@@ -13,10 +13,12 @@ mod copy;
 mod fill;
 mod gather;
 mod pad;
+mod resize;
 
 pub(crate) fn lower(info: &NodeInfo) -> Option<Lowering> {
     copy::lower(info)
         .or_else(|| gather::lower(info))
         .or_else(|| pad::lower(info))
         .or_else(|| fill::lower(info))
+        .or_else(|| resize::lower(info))
 }

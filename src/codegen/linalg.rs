@@ -25,6 +25,7 @@
 //! ```
 
 mod conv;
+mod conv_transpose;
 pub(crate) mod matmul;
 mod pool;
 mod template;
@@ -40,6 +41,7 @@ pub(crate) fn lower(info: &NodeInfo) -> Option<Lowering> {
         "MatMul" => matmul::lower_matmul(info),
         "Gemm" => matmul::lower_gemm(info),
         "Conv" => conv::lower_conv(info),
+        "ConvTranspose" => conv_transpose::lower_conv_transpose(info),
         "MaxPool" | "AveragePool" => pool::lower_pool(info),
         "GlobalAveragePool" | "GlobalMaxPool" => pool::lower_global(info),
         _ => return None,

@@ -1,0 +1,245 @@
+//! ConvTranspose: a direct gather (`kernels/conv_transpose.wgsl`), one output
+//! element per invocation summing over the input positions and taps that map
+//! onto it.
+//!
+//! The geometry (output sizes and begin pads from strides, dilations, pads,
+//! output_padding, auto_pad and output_shape) follows the interpreter's
+//! `conv_transpose_geom` in `ops/conv.rs` step for step; that function is private
+//! there, so [`geometry`] restates it on top of the helpers the interpreter does
+//! expose ([`spatial_attr`], [`pads_attr`], [`to3`]). End pads need no kernel
+//! constant: an output position past the full output simply gathers nothing
+//! (the interpreter crops or zero-extends the same way).
+
+use super::template::{bindings, fill, grid};
+use super::{check_all_bindings, input, op_ctx, output};
+use crate::codegen::spec::{Dispatch, NodeInfo, NodeKernels, Slot};
+use crate::ir::dtype::DType;
+use crate::ops::conv::{pads_attr, spatial_attr, to3};
+use crate::ops::OpCtx;
+
+const CONV_TRANSPOSE: &str = include_str!("../../../kernels/conv_transpose.wgsl");
+
+pub(super) fn lower_conv_transpose(info: &NodeInfo) -> Result<NodeKernels, String> {
+    let (x, w) = (input(info, 0)?, input(info, 1)?);
+    let bias = info.inputs.get(2).and_then(|b| b.as_ref());
+    let y = output(info, 0)?;
+    if [x.dtype, w.dtype, y.dtype].iter().any(|&d| d != DType::F32)
+        || bias.is_some_and(|b| b.dtype != DType::F32)
+    {
+        return Err(format!("ConvTranspose of {:?} (f32 only)", x.dtype));
+    }
+    check_all_bindings(info)?;
+    let (xs, ws) = (&x.shape, &w.shape);
+    if xs.len() < 3 || ws.len() != xs.len() || xs.len() > 5 {
+        return Err(format!(
+            "ConvTranspose: input {xs:?} and weight {ws:?} ranks do not fit (1 to 3 spatial dims)"
+        ));
+    }
+    let ctx = op_ctx(info);
+    let (out, pb) = geometry(&ctx, xs, ws)?;
+    let group = usize::try_from(ctx.int("group", 1))
+        .map_err(|_| "ConvTranspose: group must be >= 1".to_string())?;
+    let (n, c, mg) = (xs[0], xs[1], ws[1]);
+    if group == 0 || c % group != 0 || ws[0] != c {
+        return Err(format!(
+            "ConvTranspose: {c} input channels, weight {ws:?} and group {group} do not fit"
+        ));
+    }
+    let m = mg * group;
+    if let Some(b) = bias {
+        if b.shape != [m] {
+            return Err(format!("ConvTranspose: bias {:?} is not [{m}]", b.shape));
+        }
+    }
+    let mut out_shape = vec![n, m];
+    out_shape.extend(&out);
+    if y.shape != out_shape {
+        return Err(format!(
+            "ConvTranspose: output {:?} is not {out_shape:?}",
+            y.shape
+        ));
+    }
+    if y.is_empty() {
+        return Ok(NodeKernels::default());
+    }
+    if x.is_empty() || w.is_empty() {
+        return Err(format!(
+            "ConvTranspose over an empty input {xs:?} or weight {ws:?}"
+        ));
+    }
+    let total = y.len();
+    if total > (u32::MAX - 64) as usize || x.len() > u32::MAX as usize {
+        return Err(format!(
+            "ConvTranspose: {total} outputs exceed 32-bit indexing"
+        ));
+    }
+    let e = |e: crate::ops::OpError| format!("ConvTranspose: {e}");
+    let nsp = xs.len() - 2;
+    let stride = spatial_attr(&ctx, "strides", nsp).map_err(e)?;
+    let dil = spatial_attr(&ctx, "dilations", nsp).map_err(e)?;
+    let (in3, out3, k3) = (
+        to3(&xs[2..], 1).map_err(e)?,
+        to3(&out, 1).map_err(e)?,
+        to3(&ws[2..], 1).map_err(e)?,
+    );
+    let (s3, d3, p3) = (
+        to3(&stride, 1).map_err(e)?,
+        to3(&dil, 1).map_err(e)?,
+        to3(&pb, 0).map_err(e)?,
+    );
+    // Every constant the shader computes with (o + P, k * D, strides and sums of
+    // sizes) must stay within u32.
+    for d in 0..3 {
+        let reach = (k3[d] as u64).saturating_mul(d3[d] as u64);
+        let span = (out3[d] as u64).saturating_add(p3[d] as u64);
+        if reach > u64::from(u32::MAX) || span > u64::from(u32::MAX) {
+            return Err("ConvTranspose: geometry exceeds 32-bit indexing".into());
+        }
+    }
+    let label = "conv_transpose";
+    let g = grid(label, (total as u64).div_ceil(64), &info.limits)?;
+
+    let mut slots = vec![Slot::Input(0), Slot::Input(1)];
+    let mut names = vec!["x", "w"];
+    if bias.is_some() {
+        slots.push(Slot::Input(2));
+        names.push("bias");
+    }
+    slots.push(Slot::Output(0));
+    names.push("y");
+    let types = vec!["f32".to_string(); slots.len()];
+    let mut vars: Vec<(&str, String)> = vec![
+        ("C", c.to_string()),
+        ("M", m.to_string()),
+        ("CG", (c / group).to_string()),
+        ("MG", mg.to_string()),
+        ("TOTAL", total.to_string()),
+        ("GRID_X", g[0].to_string()),
+        ("GRID_Y", g[1].to_string()),
+        ("BINDINGS", bindings(&slots, &names, &types)),
+        (
+            "BIAS",
+            if bias.is_some() {
+                " + bias[mo]".to_string()
+            } else {
+                String::new()
+            },
+        ),
+    ];
+    let keys = [
+        ["IN0", "OUT0", "K0", "S0", "D0", "P0"],
+        ["IN1", "OUT1", "K1", "S1", "D1", "P1"],
+        ["IN2", "OUT2", "K2", "S2", "D2", "P2"],
+    ];
+    for (d, ks) in keys.iter().enumerate() {
+        for (k, v) in ks.iter().zip([in3[d], out3[d], k3[d], s3[d], d3[d], p3[d]]) {
+            vars.push((*k, v.to_string()));
+        }
+    }
+    Ok(NodeKernels {
+        dispatches: vec![Dispatch {
+            label: label.into(),
+            wgsl: fill(label, CONV_TRANSPOSE, &vars)?,
+            slots,
+            params: vec![],
+            workgroups: g,
+        }],
+        temps: vec![],
+    })
+}
+
+/// Spatial output sizes and begin pads, as the interpreter's
+/// `conv_transpose_geom` computes them (same checks, same order, same errors).
+fn geometry(ctx: &OpCtx, xs: &[usize], ws: &[usize]) -> Result<(Vec<usize>, Vec<usize>), String> {
+    let e = |e: crate::ops::OpError| format!("ConvTranspose: {e}");
+    let nsp = xs.len() - 2;
+    if let Some(k) = ctx.ints("kernel_shape") {
+        if !k.is_empty() && (k.len() != nsp || k.iter().zip(&ws[2..]).any(|(&a, &b)| a != b as i64))
+        {
+            return Err(format!(
+                "ConvTranspose: kernel_shape {k:?} differs from weight {ws:?}"
+            ));
+        }
+    }
+    let kernel = &ws[2..];
+    let stride = spatial_attr(ctx, "strides", nsp).map_err(e)?;
+    let dil = spatial_attr(ctx, "dilations", nsp).map_err(e)?;
+    let pads = pads_attr(ctx, nsp).map_err(e)?;
+    let out_pad: Vec<usize> = match ctx.ints("output_padding") {
+        Some(v) if !v.is_empty() => {
+            if v.len() != nsp || v.iter().any(|&p| p < 0) {
+                return Err(format!("ConvTranspose: bad output_padding {v:?}"));
+            }
+            v.iter().map(|&p| p as usize).collect()
+        }
+        _ => vec![0; nsp],
+    };
+    let auto_pad = ctx.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
+    let output_shape: Option<Vec<usize>> = match ctx.ints("output_shape") {
+        Some(v) if !v.is_empty() => {
+            let sp = if v.len() == nsp + 2 { &v[2..] } else { &v[..] };
+            if sp.len() != nsp || sp.iter().any(|&d| d < 0) {
+                return Err(format!("ConvTranspose: bad output_shape {v:?}"));
+            }
+            Some(sp.iter().map(|&d| d as usize).collect())
+        }
+        _ => None,
+    };
+    let input = &xs[2..];
+    let mut out = vec![0usize; nsp];
+    let mut pb = vec![0usize; nsp];
+    let same = auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER";
+    for i in 0..nsp {
+        if kernel[i] == 0 {
+            return Err("ConvTranspose: kernel size must be >= 1".into());
+        }
+        let full = stride[i]
+            .checked_mul(input[i].saturating_sub(1))
+            .and_then(|v| v.checked_add(out_pad[i]))
+            .and_then(|v| v.checked_add((kernel[i] - 1).checked_mul(dil[i])?))
+            .and_then(|v| v.checked_add(1))
+            .ok_or_else(|| "ConvTranspose: output size overflows".to_string())?;
+        let explicit = !same && auto_pad != "VALID";
+        match (&output_shape, same) {
+            (Some(os), _) if !explicit => {
+                let total = full as i64 - os[i] as i64;
+                let b = if auto_pad == "SAME_UPPER" {
+                    total.div_euclid(2)
+                } else {
+                    total - total.div_euclid(2)
+                };
+                if b < 0 {
+                    return Err("ConvTranspose: negative padding".into());
+                }
+                pb[i] = b as usize;
+                out[i] = os[i];
+            }
+            (Some(os), _) => {
+                pb[i] = pads[i];
+                out[i] = os[i];
+            }
+            (None, true) => {
+                out[i] = input[i] * stride[i];
+                let total = full.saturating_sub(out[i]);
+                pb[i] = if auto_pad == "SAME_UPPER" {
+                    total / 2
+                } else {
+                    total - total / 2
+                };
+            }
+            (None, false) => {
+                let mut pe = 0;
+                if auto_pad == "NOTSET" || auto_pad.is_empty() {
+                    pb[i] = pads[i];
+                    pe = pads[nsp + i];
+                } else if auto_pad != "VALID" {
+                    return Err(format!("ConvTranspose: unknown auto_pad '{auto_pad}'"));
+                }
+                out[i] = full
+                    .checked_sub(pb[i].saturating_add(pe))
+                    .ok_or_else(|| "ConvTranspose: pads are larger than the output".to_string())?;
+            }
+        }
+    }
+    Ok((out, pb))
+}
