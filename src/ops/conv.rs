@@ -624,7 +624,11 @@ fn conv_integer(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 
 /// ConvTranspose geometry: `g.input` is the (transposed conv's) input, `g.out`
 /// the output; pads are those of the equivalent forward convolution.
-fn conv_transpose_geom(ctx: &OpCtx, x_shape: &[usize], w_shape: &[usize]) -> Result<Geom, OpError> {
+pub(crate) fn conv_transpose_geom(
+    ctx: &OpCtx,
+    x_shape: &[usize],
+    w_shape: &[usize],
+) -> Result<Geom, OpError> {
     if x_shape.len() < 3 || w_shape.len() != x_shape.len() {
         return invalid(format!(
             "ConvTranspose: input {x_shape:?} and weight {w_shape:?} ranks do not match"

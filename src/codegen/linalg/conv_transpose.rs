@@ -14,7 +14,7 @@ use super::template::{bindings, fill, grid};
 use super::{check_all_bindings, input, op_ctx, output};
 use crate::codegen::spec::{Dispatch, NodeInfo, NodeKernels, Slot};
 use crate::ir::dtype::DType;
-use crate::ops::conv::{pads_attr, spatial_attr, to3};
+use crate::ops::conv::{spatial_attr, to3};
 use crate::ops::OpCtx;
 
 const CONV_TRANSPOSE: &str = include_str!("../../../kernels/conv_transpose.wgsl");
@@ -148,98 +148,12 @@ pub(super) fn lower_conv_transpose(info: &NodeInfo) -> Result<NodeKernels, Strin
     })
 }
 
-/// Spatial output sizes and begin pads, as the interpreter's
-/// `conv_transpose_geom` computes them (same checks, same order, same errors).
+/// The output's spatial size and the begin pads: the interpreter's own geometry
+/// (`crate::ops::conv::conv_transpose_geom`, normalised to three spatial dims with
+/// leading 1s), cut back to the node's `xs.len() - 2` spatial dims.
 fn geometry(ctx: &OpCtx, xs: &[usize], ws: &[usize]) -> Result<(Vec<usize>, Vec<usize>), String> {
-    let e = |e: crate::ops::OpError| format!("ConvTranspose: {e}");
+    let g = crate::ops::conv::conv_transpose_geom(ctx, xs, ws)
+        .map_err(|e| format!("ConvTranspose: {e}"))?;
     let nsp = xs.len() - 2;
-    if let Some(k) = ctx.ints("kernel_shape") {
-        if !k.is_empty() && (k.len() != nsp || k.iter().zip(&ws[2..]).any(|(&a, &b)| a != b as i64))
-        {
-            return Err(format!(
-                "ConvTranspose: kernel_shape {k:?} differs from weight {ws:?}"
-            ));
-        }
-    }
-    let kernel = &ws[2..];
-    let stride = spatial_attr(ctx, "strides", nsp).map_err(e)?;
-    let dil = spatial_attr(ctx, "dilations", nsp).map_err(e)?;
-    let pads = pads_attr(ctx, nsp).map_err(e)?;
-    let out_pad: Vec<usize> = match ctx.ints("output_padding") {
-        Some(v) if !v.is_empty() => {
-            if v.len() != nsp || v.iter().any(|&p| p < 0) {
-                return Err(format!("ConvTranspose: bad output_padding {v:?}"));
-            }
-            v.iter().map(|&p| p as usize).collect()
-        }
-        _ => vec![0; nsp],
-    };
-    let auto_pad = ctx.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
-    let output_shape: Option<Vec<usize>> = match ctx.ints("output_shape") {
-        Some(v) if !v.is_empty() => {
-            let sp = if v.len() == nsp + 2 { &v[2..] } else { &v[..] };
-            if sp.len() != nsp || sp.iter().any(|&d| d < 0) {
-                return Err(format!("ConvTranspose: bad output_shape {v:?}"));
-            }
-            Some(sp.iter().map(|&d| d as usize).collect())
-        }
-        _ => None,
-    };
-    let input = &xs[2..];
-    let mut out = vec![0usize; nsp];
-    let mut pb = vec![0usize; nsp];
-    let same = auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER";
-    for i in 0..nsp {
-        if kernel[i] == 0 {
-            return Err("ConvTranspose: kernel size must be >= 1".into());
-        }
-        let full = stride[i]
-            .checked_mul(input[i].saturating_sub(1))
-            .and_then(|v| v.checked_add(out_pad[i]))
-            .and_then(|v| v.checked_add((kernel[i] - 1).checked_mul(dil[i])?))
-            .and_then(|v| v.checked_add(1))
-            .ok_or_else(|| "ConvTranspose: output size overflows".to_string())?;
-        let explicit = !same && auto_pad != "VALID";
-        match (&output_shape, same) {
-            (Some(os), _) if !explicit => {
-                let total = full as i64 - os[i] as i64;
-                let b = if auto_pad == "SAME_UPPER" {
-                    total.div_euclid(2)
-                } else {
-                    total - total.div_euclid(2)
-                };
-                if b < 0 {
-                    return Err("ConvTranspose: negative padding".into());
-                }
-                pb[i] = b as usize;
-                out[i] = os[i];
-            }
-            (Some(os), _) => {
-                pb[i] = pads[i];
-                out[i] = os[i];
-            }
-            (None, true) => {
-                out[i] = input[i] * stride[i];
-                let total = full.saturating_sub(out[i]);
-                pb[i] = if auto_pad == "SAME_UPPER" {
-                    total / 2
-                } else {
-                    total - total / 2
-                };
-            }
-            (None, false) => {
-                let mut pe = 0;
-                if auto_pad == "NOTSET" || auto_pad.is_empty() {
-                    pb[i] = pads[i];
-                    pe = pads[nsp + i];
-                } else if auto_pad != "VALID" {
-                    return Err(format!("ConvTranspose: unknown auto_pad '{auto_pad}'"));
-                }
-                out[i] = full
-                    .checked_sub(pb[i].saturating_add(pe))
-                    .ok_or_else(|| "ConvTranspose: pads are larger than the output".to_string())?;
-            }
-        }
-    }
-    Ok((out, pb))
+    Ok((g.out[3 - nsp..].to_vec(), g.pad_begin[3 - nsp..].to_vec()))
 }
