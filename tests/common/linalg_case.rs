@@ -38,24 +38,12 @@ pub fn type_text(t: &TensorValue) -> String {
     format!("{}[{}]", t.dtype().text_name(), dims.join(","))
 }
 
+/// Validates a WGSL module with naga (`modc::codegen::validate`), panicking with
+/// the diagnostics.
 pub fn validate(label: &str, wgsl: &str) {
-    let module = naga::front::wgsl::parse_str(wgsl).unwrap_or_else(|e| {
-        panic!(
-            "shader {label} does not parse:\n{}\n{wgsl}",
-            e.emit_to_string(wgsl)
-        )
-    });
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| {
-        panic!(
-            "shader {label} is invalid:\n{}\n{wgsl}",
-            e.emit_to_string(wgsl)
-        )
-    });
+    if let Err(e) = modc::codegen::validate::validate(wgsl) {
+        panic!("shader '{label}' is invalid:\n{e}\n{wgsl}");
+    }
 }
 
 pub fn validate_all(k: &NodeKernels) {
