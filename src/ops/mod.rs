@@ -34,7 +34,7 @@ mod pool;
 mod quant;
 mod recurrent;
 mod reduce;
-mod resize;
+pub(crate) mod resize;
 mod sequence;
 mod shape;
 pub(crate) mod shape_infer;

@@ -38,14 +38,14 @@ pub(super) fn register(r: &mut OpRegistry) {
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Mode {
+pub(crate) enum Mode {
     Nearest,
     Linear,
     Cubic,
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Coord {
+pub(crate) enum Coord {
     HalfPixel,
     HalfPixelSymmetric,
     PytorchHalfPixel,
@@ -55,7 +55,7 @@ enum Coord {
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Nearest {
+pub(crate) enum Nearest {
     RoundPreferFloor,
     RoundPreferCeil,
     Floor,
@@ -65,17 +65,17 @@ enum Nearest {
 }
 
 /// Everything that decides the taps of one axis.
-struct Params {
-    mode: Mode,
-    coord: Coord,
-    nearest: Nearest,
-    cubic_a: f64,
-    exclude_outside: bool,
-    antialias: bool,
+pub(crate) struct Params {
+    pub mode: Mode,
+    pub coord: Coord,
+    pub nearest: Nearest,
+    pub cubic_a: f64,
+    pub exclude_outside: bool,
+    pub antialias: bool,
 }
 
 /// The taps of one output position: `None` writes the extrapolation value.
-type Taps = Option<Vec<(usize, f64)>>;
+pub(crate) type Taps = Option<Vec<(usize, f64)>>;
 
 /// The source coordinate of output position `y` along one axis.
 fn source_coord(
@@ -137,7 +137,13 @@ fn cubic_weight(x: f64, a: f64) -> f64 {
 }
 
 /// The taps of every output position along one axis.
-fn axis_taps(p: &Params, scale: f64, in_len: usize, out_len: usize, roi: (f64, f64)) -> Vec<Taps> {
+pub(crate) fn axis_taps(
+    p: &Params,
+    scale: f64,
+    in_len: usize,
+    out_len: usize,
+    roi: (f64, f64),
+) -> Vec<Taps> {
     let last = in_len as i64 - 1;
     let clamp = |i: i64| i.clamp(0, last.max(0)) as usize;
     (0..out_len)

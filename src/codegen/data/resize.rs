@@ -3,7 +3,7 @@
 //! axis), coordinate modes half_pixel, half_pixel_symmetric, pytorch_half_pixel,
 //! align_corners and asymmetric, with scales or sizes (and `axes`,
 //! `keep_aspect_ratio_policy`) as constants. The taps of each resized axis are
-//! computed here in f64 exactly as `ops/resize.rs` does; nearest taps become an
+//! computed by `ops/resize.rs` itself (the interpreter's `axis_taps`); nearest taps become an
 //! integer formula `clamp((A·c + B) / C, 0, in - 1)` checked against every output
 //! position (or a table), linear taps a table in the uniform parameters. Cubic,
 //! antialiased downsampling, tf_crop_and_resize (and tf_half_pixel_for_nn, which
@@ -13,6 +13,7 @@ use crate::codegen::nn::shader::{self, answer, fill, grid_for, ELEMENT_WG};
 use crate::codegen::spec::{Dispatch, Lowering, NodeInfo, NodeKernels, Slot, Storage};
 use crate::ir::attr::AttrValue;
 use crate::ir::dtype::DType;
+use crate::ops::resize::{Coord, Mode, Nearest, Params};
 
 const RESIZE: &str = include_str!("../../../kernels/data_resize.wgsl");
 
@@ -31,129 +32,36 @@ pub(super) fn lower(info: &NodeInfo) -> Option<Lowering> {
     answer(resize(info))
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Coord {
-    HalfPixel,
-    HalfPixelSymmetric,
-    PytorchHalfPixel,
-    AlignCorners,
-    Asymmetric,
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Nearest {
-    RoundPreferFloor,
-    RoundPreferCeil,
-    Floor,
-    Ceil,
-    Simple,
-}
-
 /// Taps of one output position: (source index, weight), zero weights dropped.
 type Taps = Vec<(usize, f64)>;
 
-/// As `ops/resize.rs` `source_coord` (without tf_crop_and_resize).
-fn source_coord(coord: Coord, y: usize, scale: f64, in_len: usize, out_len: usize) -> f64 {
-    let y = y as f64;
-    let in_f = in_len as f64;
-    let out_f = scale * in_f;
-    match coord {
-        Coord::HalfPixel => (y + 0.5) / scale - 0.5,
-        Coord::HalfPixelSymmetric => {
-            let adjustment = out_len as f64 / out_f;
-            let offset = in_f / 2.0 * (1.0 - adjustment);
-            offset + (y + 0.5) / scale - 0.5
-        }
-        Coord::PytorchHalfPixel => {
-            if out_f == 1.0 {
-                -0.5
-            } else {
-                (y + 0.5) / scale - 0.5
-            }
-        }
-        Coord::AlignCorners => {
-            if out_f == 1.0 {
-                0.0
-            } else {
-                y * (in_f - 1.0) / (out_f - 1.0)
-            }
-        }
-        Coord::Asymmetric => y / scale,
-    }
-}
-
-/// As `ops/resize.rs` `axis_taps` for nearest and linear without antialiasing.
+/// The interpreter's taps (`ops/resize.rs`), so the kernel reads the same source
+/// positions with the same weights: nearest (`nearest` given) or linear.
 fn axis_taps(
     nearest: Option<Nearest>,
     coord: Coord,
     exclude_outside: bool,
+    antialias: bool,
     scale: f64,
     in_len: usize,
     out_len: usize,
 ) -> Vec<Taps> {
-    let last = in_len as i64 - 1;
-    let clamp = |i: i64| i.clamp(0, last.max(0)) as usize;
-    (0..out_len)
-        .map(|y| {
-            let x = source_coord(coord, y, scale, in_len, out_len);
-            if let Some(nm) = nearest {
-                let f = x.floor();
-                let frac = x - f;
-                let i = if frac == 0.0 {
-                    f
-                } else {
-                    match nm {
-                        Nearest::RoundPreferFloor => {
-                            if frac <= 0.5 {
-                                f
-                            } else {
-                                f + 1.0
-                            }
-                        }
-                        Nearest::RoundPreferCeil => {
-                            if frac < 0.5 {
-                                f
-                            } else {
-                                f + 1.0
-                            }
-                        }
-                        Nearest::Floor => f,
-                        Nearest::Ceil => f + 1.0,
-                        Nearest::Simple => {
-                            if scale < 1.0 {
-                                f + 1.0
-                            } else {
-                                f
-                            }
-                        }
-                    }
-                };
-                return vec![(clamp(i as i64), 1.0)];
-            }
-            let (base, ratio) = if x == x.floor() {
-                (x as i64 - 1, 1.0)
-            } else {
-                (x.floor() as i64, x - x.floor())
-            };
-            let mut taps: Vec<(i64, f64)> = (0..2)
-                .map(|k| (base + k, (1.0 - (k as f64 - ratio).abs()).max(0.0)))
-                .collect();
-            if exclude_outside {
-                for t in taps.iter_mut() {
-                    if t.0 < 0 || t.0 > last {
-                        t.1 = 0.0;
-                    }
-                }
-                let sum: f64 = taps.iter().map(|t| t.1).sum();
-                if sum != 0.0 {
-                    taps.iter_mut().for_each(|t| t.1 /= sum);
-                }
-            }
-            taps.into_iter()
-                .filter(|t| t.1 != 0.0)
-                .map(|(i, w)| (clamp(i), w))
-                .collect()
-        })
+    let p = Params {
+        mode: if nearest.is_some() {
+            Mode::Nearest
+        } else {
+            Mode::Linear
+        },
+        coord,
+        nearest: nearest.unwrap_or(Nearest::RoundPreferFloor),
+        cubic_a: -0.75,
+        exclude_outside,
+        antialias,
+    };
+    // Only tf_crop_and_resize (no kernel) leaves a position without taps.
+    crate::ops::resize::axis_taps(&p, scale, in_len, out_len, (0.0, 1.0))
+        .into_iter()
+        .map(Option::unwrap_or_default)
         .collect()
 }
 
@@ -380,6 +288,7 @@ fn plan(info: &NodeInfo, in_shape: &[usize]) -> Result<Plan, String> {
                 n,
                 coord,
                 exclude_outside,
+                antialias,
                 s,
                 in_shape[d],
                 out,
