@@ -95,6 +95,42 @@ fn check_binding(limits: &DeviceLimits, t: &TensorDesc, what: &str) -> Result<()
 }
 
 /// Checks every present input and every output against the binding limit.
+/// The f32 operands of a Conv or ConvTranspose: x, w, the optional bias, y;
+/// refuses other element types, tensors over the binding limit, and ranks other
+/// than 1 to 3 spatial dims.
+#[allow(clippy::type_complexity)]
+fn conv_operands<'a>(
+    info: &'a NodeInfo,
+    op: &str,
+) -> Result<
+    (
+        &'a TensorDesc,
+        &'a TensorDesc,
+        Option<&'a TensorDesc>,
+        &'a TensorDesc,
+    ),
+    String,
+> {
+    let (x, w) = (input(info, 0)?, input(info, 1)?);
+    let bias = info.inputs.get(2).and_then(|b| b.as_ref());
+    let y = output(info, 0)?;
+    if [x.dtype, w.dtype, y.dtype]
+        .iter()
+        .any(|&d| d != crate::ir::dtype::DType::F32)
+        || bias.is_some_and(|b| b.dtype != crate::ir::dtype::DType::F32)
+    {
+        return Err(format!("{op} of {:?} (f32 only)", x.dtype));
+    }
+    check_all_bindings(info)?;
+    let (xs, ws) = (&x.shape, &w.shape);
+    if xs.len() < 3 || ws.len() != xs.len() || xs.len() > 5 {
+        return Err(format!(
+            "{op}: input {xs:?} and weight {ws:?} ranks do not fit (1 to 3 spatial dims)"
+        ));
+    }
+    Ok((x, w, bias, y))
+}
+
 fn check_all_bindings(info: &NodeInfo) -> Result<(), String> {
     for (k, t) in info.inputs.iter().enumerate() {
         if let Some(t) = t {

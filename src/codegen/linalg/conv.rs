@@ -7,9 +7,8 @@
 //! when a group has fewer than 4 output channels (depthwise), so no lanes idle.
 
 use super::template::{bindings, fill, grid};
-use super::{check_all_bindings, input, op_ctx, output};
+use super::{conv_operands, op_ctx};
 use crate::codegen::spec::{Dispatch, NodeInfo, NodeKernels, Slot};
-use crate::ir::dtype::DType;
 use crate::ops::conv::{out_and_pads, pads_attr, spatial_attr, to3};
 
 const CONV: &str = include_str!("../../../kernels/conv.wgsl");
@@ -18,21 +17,8 @@ const CONV: &str = include_str!("../../../kernels/conv.wgsl");
 const TP: usize = 4;
 
 pub(super) fn lower_conv(info: &NodeInfo) -> Result<NodeKernels, String> {
-    let (x, w) = (input(info, 0)?, input(info, 1)?);
-    let bias = info.inputs.get(2).and_then(|b| b.as_ref());
-    let y = output(info, 0)?;
-    if [x.dtype, w.dtype, y.dtype].iter().any(|&d| d != DType::F32)
-        || bias.is_some_and(|b| b.dtype != DType::F32)
-    {
-        return Err(format!("Conv of {:?} (f32 only)", x.dtype));
-    }
-    check_all_bindings(info)?;
+    let (x, w, bias, y) = conv_operands(info, "Conv")?;
     let (xs, ws) = (&x.shape, &w.shape);
-    if xs.len() < 3 || ws.len() != xs.len() || xs.len() > 5 {
-        return Err(format!(
-            "Conv: input {xs:?} and weight {ws:?} ranks do not fit (1 to 3 spatial dims)"
-        ));
-    }
     let ctx = op_ctx(info);
     let nsp = xs.len() - 2;
     let kernel = ws[2..].to_vec();

@@ -11,30 +11,16 @@
 //! (the interpreter crops or zero-extends the same way).
 
 use super::template::{bindings, fill, grid};
-use super::{check_all_bindings, input, op_ctx, output};
+use super::{conv_operands, op_ctx};
 use crate::codegen::spec::{Dispatch, NodeInfo, NodeKernels, Slot};
-use crate::ir::dtype::DType;
 use crate::ops::conv::{spatial_attr, to3};
 use crate::ops::OpCtx;
 
 const CONV_TRANSPOSE: &str = include_str!("../../../kernels/conv_transpose.wgsl");
 
 pub(super) fn lower_conv_transpose(info: &NodeInfo) -> Result<NodeKernels, String> {
-    let (x, w) = (input(info, 0)?, input(info, 1)?);
-    let bias = info.inputs.get(2).and_then(|b| b.as_ref());
-    let y = output(info, 0)?;
-    if [x.dtype, w.dtype, y.dtype].iter().any(|&d| d != DType::F32)
-        || bias.is_some_and(|b| b.dtype != DType::F32)
-    {
-        return Err(format!("ConvTranspose of {:?} (f32 only)", x.dtype));
-    }
-    check_all_bindings(info)?;
+    let (x, w, bias, y) = conv_operands(info, "ConvTranspose")?;
     let (xs, ws) = (&x.shape, &w.shape);
-    if xs.len() < 3 || ws.len() != xs.len() || xs.len() > 5 {
-        return Err(format!(
-            "ConvTranspose: input {xs:?} and weight {ws:?} ranks do not fit (1 to 3 spatial dims)"
-        ));
-    }
     let ctx = op_ctx(info);
     let (out, pb) = geometry(&ctx, xs, ws)?;
     let group = usize::try_from(ctx.int("group", 1))
