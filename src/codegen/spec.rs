@@ -93,6 +93,15 @@ impl Default for DeviceLimits {
     }
 }
 
+/// Bytes `[offset, offset + size)` of a tensor's device storage. `offset` is a
+/// multiple of 256 (the storage offset alignment of every wgpu device) and
+/// `size` a multiple of 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ByteRange {
+    pub offset: u64,
+    pub size: u64,
+}
+
 /// What a binding of a dispatch refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
@@ -102,6 +111,35 @@ pub enum Slot {
     Output(usize),
     /// Scratch buffer `k` of [`NodeKernels::temps`] (read-write).
     Temp(usize),
+    /// A part of input `k` (read-only): how a tensor larger than one storage
+    /// binding ([`DeviceLimits::max_storage_binding`]) is tiled.
+    InputRange(usize, ByteRange),
+    /// A part of output `k` (read-write).
+    OutputRange(usize, ByteRange),
+}
+
+impl Slot {
+    /// The whole tensor this slot binds (a part of, for the range slots).
+    pub fn base(self) -> Slot {
+        match self {
+            Slot::InputRange(i, _) => Slot::Input(i),
+            Slot::OutputRange(i, _) => Slot::Output(i),
+            s => s,
+        }
+    }
+
+    /// The part of the tensor bound, `None` for the whole tensor.
+    pub fn range(self) -> Option<ByteRange> {
+        match self {
+            Slot::InputRange(_, r) | Slot::OutputRange(_, r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// Whether the slot is (part of) a node input, bound read-only.
+    pub fn is_input(self) -> bool {
+        matches!(self, Slot::Input(_) | Slot::InputRange(..))
+    }
 }
 
 /// One compute dispatch. The shader's entry point is `main`; binding `i` of group 0

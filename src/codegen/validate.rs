@@ -16,7 +16,7 @@
 //! assert!(modc::codegen::validate::validate("fn main( {").is_err());
 //! ```
 
-use super::spec::{DeviceLimits, Dispatch, Slot};
+use super::spec::{DeviceLimits, Dispatch};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 /// Parses and validates a WGSL module; the error is naga's rendered message.
@@ -96,7 +96,7 @@ pub fn validate_dispatch(d: &Dispatch, limits: &DeviceLimits) -> Result<(), Stri
             }
             naga::AddressSpace::Storage { access } => {
                 // Writing a node input would corrupt a weight or another node's tensor.
-                if matches!(slot, Some(Slot::Input(_))) && access.contains(naga::StorageAccess::STORE) {
+                if slot.is_some_and(|s| s.is_input()) && access.contains(naga::StorageAccess::STORE) {
                     return Err(format!(
                         "'{name}' at binding {i} is read-write storage, but slot {slot:?} is a node input (read-only)"
                     ));

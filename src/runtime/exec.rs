@@ -210,9 +210,25 @@ impl Gpu {
                         d.slots[i]
                     )));
                 }
-                let t = slot(d.slots[i]).ok_or_else(|| {
-                    err(format!("binding {b}: slot {:?} has no tensor", d.slots[i]))
-                })?;
+                let s = d.slots[i];
+                let t = slot(s.base())
+                    .ok_or_else(|| err(format!("binding {b}: slot {s:?} has no tensor")))?;
+                let t = match s.range() {
+                    None => t,
+                    Some(r) => {
+                        if r.offset % 256 != 0 || r.size == 0 || r.offset + r.size > t.size {
+                            return Err(err(format!(
+                                "binding {b}: slot {s:?} is not an aligned part of its {} bytes",
+                                t.size
+                            )));
+                        }
+                        DeviceTensor {
+                            buffer: t.buffer.clone(),
+                            offset: t.offset + r.offset,
+                            size: r.size,
+                        }
+                    }
+                };
                 tensors.push((b, t));
             } else if i == d.slots.len() && kind == BindingKind::Uniform {
                 if params.is_none() {
@@ -427,6 +443,7 @@ impl NodeBuffers {
             Slot::Input(i) => self.ins.get(i)?.clone(),
             Slot::Output(i) => self.outs.get(i).cloned(),
             Slot::Temp(i) => self.temps.get(i).cloned(),
+            Slot::InputRange(..) | Slot::OutputRange(..) => None,
         }
     }
 }

@@ -273,8 +273,8 @@ impl<'a> Session<'a> {
             .dispatches
             .iter()
             .flat_map(|d| d.slots.iter())
-            .filter_map(|s| match s {
-                Slot::Input(i) => Some(*i),
+            .filter_map(|s| match s.base() {
+                Slot::Input(i) => Some(i),
                 _ => None,
             })
             .collect();
@@ -306,6 +306,7 @@ impl<'a> Session<'a> {
             Slot::Input(i) => ins.get(i).cloned().flatten(),
             Slot::Output(i) => outs.get(i).cloned(),
             Slot::Temp(i) => temps.get(i).cloned(),
+            Slot::InputRange(..) | Slot::OutputRange(..) => None,
         };
         for d in &k.dispatches {
             st.pending.push(self.gpu.prepare(d, &slot)?);

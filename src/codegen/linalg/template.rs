@@ -56,7 +56,7 @@ pub(crate) fn bindings(slots: &[Slot], names: &[&str], types: &[String]) -> Stri
         .zip(names)
         .zip(types)
         .enumerate()
-        .map(|(i, ((slot, name), ty))| binding(i, name, ty, !matches!(slot, Slot::Input(_))))
+        .map(|(i, ((slot, name), ty))| binding(i, name, ty, !slot.is_input()))
         .collect::<Vec<_>>()
         .join("\n")
 }
