@@ -111,6 +111,7 @@ pub fn validate_dispatch(d: &Dispatch, limits: &DeviceLimits) -> Result<(), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codegen::spec::Slot;
 
     fn dispatch(wgsl: &str, slots: Vec<Slot>, params: Vec<u32>) -> Dispatch {
         Dispatch {
