@@ -37,6 +37,8 @@ use crate::ir::model::Model;
 use crate::ir::types::{Dim, DimValue, Shape, Type, TypeKind};
 use std::collections::HashMap;
 
+mod recurrent;
+
 /// What inference did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct InferReport {
@@ -1027,9 +1029,10 @@ fn infer_node(
             let (e, dims) = slice_dims(n, ins, consts, opset).expect("checked");
             vec![tensor(e, dims)]
         }
+        "LSTM" | "GRU" | "RNN" => recurrent::infer(n, ins),
         "Slice" | "Pad" | "Tile" | "Resize" | "Upsample" | "Range" | "TopK" | "Split"
         | "OneHot" | "DepthToSpace" | "SpaceToDepth" | "ScatterND" | "ScatterElements"
-        | "GatherElements" | "GatherND" | "ConvTranspose" | "Einsum" | "LSTM" | "GRU" | "RNN" => {
+        | "GatherElements" | "GatherND" | "ConvTranspose" | "Einsum" => {
             // The rank is known for the rank-preserving ops; dims need values.
             let Some((e, d)) = first() else {
                 return vec![None];

@@ -42,6 +42,46 @@ pub struct Folded {
     pub values: HashMap<ValueId, TensorValue>,
     /// The nodes folded away, in the order they were computed.
     pub nodes: Vec<NodeId>,
+    /// The `If` nodes whose condition became a constant, replaced by the nodes
+    /// of the branch it takes (so the shapes after them can be inferred).
+    pub ifs: Vec<NodeId>,
+}
+
+/// Replaces node `n` by the branch it takes when it is an `If` whose condition
+/// is a constant; returns whether it did.
+fn inline_if(g: &mut Graph, n: NodeId, folded: &Folded) -> bool {
+    let node = g.node(n);
+    if node.op_type != "If" || !(node.domain.is_empty() || node.domain == "ai.onnx") {
+        return false;
+    }
+    let Some(c) = node
+        .inputs
+        .first()
+        .copied()
+        .flatten()
+        .and_then(|c| const_value(g, c, folded))
+        .and_then(|c| c.to_f64_vec())
+        .filter(|c| c.len() == 1)
+    else {
+        return false;
+    };
+    let name = if c[0] != 0.0 {
+        "then_branch"
+    } else {
+        "else_branch"
+    };
+    let Some(branch) = node
+        .attr(name)
+        .and_then(|a| a.value.graphs().into_iter().next())
+        .cloned()
+    else {
+        return false;
+    };
+    if branch.outputs.len() != node.outputs.len() {
+        return false;
+    }
+    crate::transform::if_fold::inline_branch(g, n, &branch);
+    true
 }
 
 /// Folds `m` in place (nodes are removed; their outputs become initializers),
@@ -54,8 +94,12 @@ pub fn fold(m: &mut Model) -> Folded {
         let Ok(order) = m.graph.topo_order() else {
             break;
         };
-        let before = folded.nodes.len();
+        let before = folded.nodes.len() + folded.ifs.len();
         for n in order {
+            if inline_if(&mut m.graph, n, &folded) {
+                folded.ifs.push(n);
+                continue;
+            }
             let opset = m.opset_version(&m.graph.node(n).domain).unwrap_or(1);
             if let Some(outs) = evaluate(&m.graph, n, opset, &registry, &folded) {
                 let node = m.graph.remove_node(n).expect("live node");
@@ -68,7 +112,7 @@ pub fn fold(m: &mut Model) -> Folded {
                 folded.nodes.push(n);
             }
         }
-        if folded.nodes.len() == before {
+        if folded.nodes.len() + folded.ifs.len() == before {
             break;
         }
     }
@@ -193,4 +237,9 @@ fn make_const(g: &mut Graph, v: ValueId, t: &TensorValue) {
     val.def = ValueDef::Const;
     val.init = Some(Initializer::Dense(tensor));
     val.ty = Some(Type::tensor(t.dtype(), Shape::fixed(&dims)));
+    // Listed with the graph's initializers, where shape inference reads constant
+    // pads, axes, scales and counts.
+    if !g.initializers.contains(&v) {
+        g.initializers.push(v);
+    }
 }

@@ -40,6 +40,7 @@ use crate::codegen::spec::{DeviceLimits, Lowering, NodeInfo, TensorDesc};
 use crate::interp::value::TensorValue;
 use crate::ir::graph::{Graph, NodeId, ValueDef, ValueId};
 use crate::ir::model::Model;
+use crate::ir::types::{Shape, Type};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Offsets in the arena are multiples of this (wgpu's default
@@ -176,6 +177,32 @@ pub fn lower(
     shapes::fix_inputs(&mut m, inputs)?;
     let folded = fold::fold(&mut m);
     let mut descs = shapes::descs(&m.graph);
+    // An If whose condition is known only at run time: its outputs take the
+    // shapes its branches agree on.
+    let ifs: Vec<NodeId> = m
+        .graph
+        .nodes()
+        .filter(|(_, n)| n.op_type == "If" && (n.domain.is_empty() || n.domain == "ai.onnx"))
+        .map(|(id, _)| id)
+        .collect();
+    let mut typed = false;
+    for n in ifs {
+        let outs = shapes::if_outputs(&m, &m.graph, n, &descs);
+        for (o, d) in m.graph.node(n).outputs.clone().iter().zip(outs) {
+            if let (Some(o), Some(d)) = (o, d) {
+                if !descs.contains_key(o) {
+                    let dims: Vec<i64> = d.shape.iter().map(|&s| s as i64).collect();
+                    m.graph.value_mut(*o).ty = Some(Type::tensor(d.dtype, Shape::fixed(&dims)));
+                    typed = true;
+                }
+            }
+        }
+    }
+    if typed {
+        // The nodes after those Ifs.
+        crate::ops::shape_infer::infer_shapes(&mut m);
+        descs = shapes::descs(&m.graph);
+    }
     let observed = shapes::observe_missing(model, inputs, &m.graph, &mut descs);
     let g = &m.graph;
     let order = g.topo_order().map_err(|cycle| {

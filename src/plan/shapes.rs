@@ -2,6 +2,7 @@
 //! for given input shapes.
 
 use crate::codegen::spec::TensorDesc;
+use crate::interp::value::TensorValue;
 use crate::ir::graph::{Graph, Initializer, ValueDef, ValueId};
 use crate::ir::model::Model;
 use crate::ir::types::{Dim, DimValue, Shape, Type};
@@ -33,10 +34,26 @@ pub fn concrete(
     model: &Model,
     inputs: &HashMap<String, Vec<usize>>,
 ) -> Result<HashMap<ValueId, TensorDesc>, ShapeError> {
+    Ok(concrete_folded(model, inputs)?.0)
+}
+
+/// [`concrete`], and the values folding computed (by value id of `model`): the
+/// outputs of the nodes that no longer depend on the input data, which a runtime
+/// need not run.
+pub fn concrete_folded(
+    model: &Model,
+    inputs: &HashMap<String, Vec<usize>>,
+) -> Result<(HashMap<ValueId, TensorDesc>, HashMap<ValueId, TensorValue>), ShapeError> {
     let mut m = model.clone();
     fix_inputs(&mut m, inputs)?;
-    super::fold::fold(&mut m);
-    Ok(descs(&m.graph))
+    let folded = super::fold::fold(&mut m);
+    // Values an inlined `If` branch added to the copy are not `model`'s.
+    let n = model.graph.value_ids().count();
+    let mut d = descs(&m.graph);
+    d.retain(|v, _| (v.0 as usize) < n);
+    let mut values = folded.values;
+    values.retain(|v, _| (v.0 as usize) < n);
+    Ok((d, values))
 }
 
 /// Gives the graph inputs of `m` the concrete shapes of `inputs`. An input with an
@@ -196,4 +213,110 @@ pub(crate) fn observe_missing(
     }
     observed.sort();
     observed
+}
+
+/// What an enclosing graph knows of a value a subgraph reads: its concrete
+/// shape, and its value when it is a constant.
+pub(crate) type OuterValue = (TensorDesc, Option<TensorValue>);
+
+/// Concrete shapes (and folded values) of `graph`, a subgraph of `header`'s
+/// model (an `If` branch, a fused body), given what the enclosing graph knows
+/// of the values it reads from outside (`outside`: value of `graph` → its
+/// shape and constant value). Returns an error naming an outside value without
+/// a concrete shape.
+pub(crate) fn subgraph(
+    header: &Model,
+    graph: &Graph,
+    outside: &[(ValueId, Option<OuterValue>)],
+) -> Result<(HashMap<ValueId, TensorDesc>, HashMap<ValueId, TensorValue>), String> {
+    let mut m = Model {
+        graph: graph.clone(),
+        ..header.clone()
+    };
+    let mut shapes = HashMap::new();
+    for (v, known) in outside {
+        let v = *v;
+        let (d, value) = known
+            .clone()
+            .ok_or_else(|| format!("'{}' has no concrete shape", graph.value(v).name))?;
+        let val = m.graph.value_mut(v);
+        if let Some(t) = value {
+            val.def = ValueDef::Const;
+            val.init = Some(Initializer::Dense(t.to_tensor(&val.name)));
+            m.graph.inputs.retain(|&i| i != v);
+            if !m.graph.initializers.contains(&v) {
+                m.graph.initializers.push(v);
+            }
+            continue;
+        }
+        val.def = ValueDef::Input;
+        val.init = None;
+        val.ty = Some(Type::tensor(
+            d.dtype,
+            Shape::from_dims(d.shape.iter().map(|&s| Dim::fixed(s as i64)).collect()),
+        ));
+        shapes.insert(val.name.clone(), d.shape.clone());
+        if !m.graph.inputs.contains(&v) {
+            m.graph.inputs.push(v);
+        }
+    }
+    concrete_folded(&m, &shapes).map_err(|e| e.to_string())
+}
+
+/// The output shapes of `If` node `n` of `g` (the folded copy of `header`'s
+/// model, whose known shapes are `descs`), from its branches: those of the
+/// branches whose shapes can be inferred, when they agree.
+pub(crate) fn if_outputs(
+    header: &Model,
+    g: &Graph,
+    n: crate::ir::graph::NodeId,
+    descs: &HashMap<ValueId, TensorDesc>,
+) -> Vec<Option<TensorDesc>> {
+    let node = g.node(n);
+    let mut per_branch = vec![];
+    for name in ["then_branch", "else_branch"] {
+        let Some(b) = node
+            .attr(name)
+            .and_then(|a| a.value.graphs().into_iter().next())
+        else {
+            return vec![];
+        };
+        let outside: Vec<(ValueId, Option<OuterValue>)> = b
+            .value_ids()
+            .filter(|&v| b.value(v).def == ValueDef::Outer)
+            .map(|v| {
+                let known = g.find_value(&b.value(v).name).and_then(|p| {
+                    let d = descs.get(&p)?.clone();
+                    let value = match (&g.value(p).def, &g.value(p).init) {
+                        (ValueDef::Const, Some(Initializer::Dense(t))) => {
+                            TensorValue::from_tensor(t).ok()
+                        }
+                        _ => None,
+                    };
+                    Some((d, value))
+                });
+                (v, known)
+            })
+            .collect();
+        if let Ok((d, _)) = subgraph(header, b, &outside) {
+            per_branch.push(
+                b.outputs
+                    .iter()
+                    .map(|o| d.get(o).cloned())
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    let Some(first) = per_branch.first() else {
+        return vec![];
+    };
+    (0..node.outputs.len())
+        .map(|j| {
+            let d = first.get(j).cloned().flatten()?;
+            per_branch
+                .iter()
+                .all(|b| b.get(j).cloned().flatten().as_ref() == Some(&d))
+                .then_some(d)
+        })
+        .collect()
 }

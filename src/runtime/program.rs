@@ -58,6 +58,9 @@ pub(crate) struct Program {
     pub results: Vec<Key>,
     /// Keys of enclosing scopes that the program reads.
     pub external: BTreeSet<Key>,
+    /// Why the program could not be lowered (an `If` branch invalid for the
+    /// session's shapes): running it is an error.
+    pub invalid: Option<String>,
 }
 
 /// Per op type: nodes on the GPU, nodes on the CPU, and why they fell back.
@@ -101,11 +104,13 @@ pub(crate) fn build<'a>(
     input_shapes: &HashMap<String, Vec<usize>>,
 ) -> Result<Built<'a>, RuntimeError> {
     let g = &model.graph;
-    let descs =
-        crate::plan::shapes::concrete(model, input_shapes).map_err(|e| RuntimeError::Node {
-            node: "<inputs>".into(),
-            op: "shape inference".into(),
-            message: e.to_string(),
+    let (descs, folded) =
+        crate::plan::shapes::concrete_folded(model, input_shapes).map_err(|e| {
+            RuntimeError::Node {
+                node: "<inputs>".into(),
+                op: "shape inference".into(),
+                message: e.to_string(),
+            }
         })?;
     let mut b = Builder {
         gpu,
@@ -113,7 +118,9 @@ pub(crate) fn build<'a>(
         registry,
         scopes: vec![g],
         descs: descs.into_iter().map(|(v, d)| ((0, v), d)).collect(),
-        host_consts: HashMap::new(),
+        // What no longer depends on the input data was computed at build: those
+        // nodes never run.
+        host_consts: folded.into_iter().map(|(v, t)| ((0, v), t)).collect(),
         report: BTreeMap::new(),
     };
     for v in g.value_ids() {
@@ -183,6 +190,15 @@ impl<'a> Builder<'a, '_> {
                     }
                 }
             }
+            // Folded at build (see `build`): a constant, like a Constant node.
+            if !node.outputs.is_empty()
+                && node
+                    .outputs
+                    .iter()
+                    .all(|o| o.is_some_and(|v| self.host_consts.contains_key(&(scope, v))))
+            {
+                continue;
+            }
             let inputs: Vec<Option<Key>> = node.inputs.iter().map(|i| i.map(res)).collect();
             let outputs: Vec<Option<Key>> =
                 node.outputs.iter().map(|o| o.map(|v| (scope, v))).collect();
@@ -242,6 +258,7 @@ impl<'a> Builder<'a, '_> {
             steps,
             results,
             external,
+            invalid: None,
         })
     }
 
@@ -261,14 +278,28 @@ impl<'a> Builder<'a, '_> {
             .iter()
             .map(|i| i.and_then(|k| self.descs.get(&k).cloned()))
             .collect();
-        let out_descs: Option<Vec<TensorDesc>> = outputs
-            .iter()
-            .map(|o| o.and_then(|k| self.descs.get(&k).cloned()))
-            .collect();
         let known = inputs
             .iter()
             .zip(&in_descs)
             .all(|(i, d)| i.is_none() || d.is_some());
+        if known
+            && outputs
+                .iter()
+                .flatten()
+                .any(|k| !self.descs.contains_key(k))
+        {
+            // Shapes found while lowering (an If's outputs from its branches)
+            // reach the nodes after it here.
+            self.infer_outputs(node, inputs, &in_descs, outputs);
+        }
+        let out_descs: Option<Vec<TensorDesc>> = outputs
+            .iter()
+            .map(|o| match o {
+                Some(k) => self.descs.get(k).cloned(),
+                // An absent optional output: nothing is written.
+                None => Some(TensorDesc::new(crate::ir::dtype::DType::F32, &[0])),
+            })
+            .collect();
         let fused = crate::fused::is_fused(node);
         let has_subgraph = node.attrs.iter().any(|a| !a.value.graphs().is_empty()) && !fused;
         let is_if = node.op_type == "If" && (node.domain.is_empty() || node.domain == "ai.onnx");
@@ -345,10 +376,63 @@ impl<'a> Builder<'a, '_> {
         Ok(exec)
     }
 
-    /// A new scope for `graph`, with the concrete shapes of its values given
-    /// those of the values bound from outside (`outside`: value → its key).
-    fn scope_for(&mut self, graph: &'a Graph, outside: &[(ValueId, Key)]) -> Result<usize, String> {
-        let mut m = Model {
+    /// Infers the output shapes of `node` from its inputs' concrete shapes and
+    /// constant values, on a one-node model; records what it finds.
+    fn infer_outputs(
+        &mut self,
+        node: &crate::ir::graph::Node,
+        inputs: &[Option<Key>],
+        in_descs: &[Option<TensorDesc>],
+        outputs: &[Option<Key>],
+    ) {
+        if node.attrs.iter().any(|a| !a.value.graphs().is_empty()) {
+            return;
+        }
+        let mut g = Graph::new("infer");
+        let mut shapes = HashMap::new();
+        let mut ins = vec![];
+        for (j, (i, d)) in inputs.iter().zip(in_descs).enumerate() {
+            let (Some(k), Some(d)) = (i, d) else {
+                ins.push(None);
+                continue;
+            };
+            let name = format!("in{j}");
+            let v = match self.host_consts.get(k) {
+                Some(t) => g.add_const(t.to_tensor(&name)),
+                None => {
+                    let dims = d.shape.iter().map(|&s| Dim::fixed(s as i64)).collect();
+                    shapes.insert(name.clone(), d.shape.clone());
+                    g.add_input(&name, Some(Type::tensor(d.dtype, Shape::from_dims(dims))))
+                }
+            };
+            ins.push(Some(v));
+        }
+        let names: Vec<String> = (0..node.outputs.len()).map(|j| format!("out{j}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let (_, outs) = g.add_node(&node.op_type, &node.domain, ins, &refs, node.attrs.clone());
+        g.outputs = outs.clone();
+        let m = Model {
+            opset_imports: self.model.opset_imports.clone(),
+            graph: g,
+            ..self.model_header()
+        };
+        let Ok((descs, folded)) = crate::plan::shapes::concrete_folded(&m, &shapes) else {
+            return;
+        };
+        for (o, v) in outputs.iter().zip(&outs) {
+            let Some(o) = o else { continue };
+            if let Some(d) = descs.get(v) {
+                self.descs.entry(*o).or_insert_with(|| d.clone());
+            }
+            if let Some(t) = folded.get(v) {
+                self.host_consts.entry(*o).or_insert_with(|| t.clone());
+            }
+        }
+    }
+
+    /// A model with `self.model`'s header and an empty graph.
+    fn model_header(&self) -> Model {
+        Model {
             ir_version: self.model.ir_version,
             opset_imports: self.model.opset_imports.clone(),
             producer_name: None,
@@ -357,41 +441,31 @@ impl<'a> Builder<'a, '_> {
             model_version: None,
             doc_string: None,
             metadata_props: vec![],
-            graph: graph.clone(),
+            graph: Graph::new("empty"),
             functions: self.model.functions.clone(),
             training_info: vec![],
             configuration: vec![],
-        };
-        let mut shapes = HashMap::new();
-        for &(v, k) in outside {
-            let d = self
-                .descs
-                .get(&k)
-                .ok_or_else(|| format!("'{}' has no concrete shape", graph.value(v).name))?
-                .clone();
-            let val = m.graph.value_mut(v);
-            if let Some(t) = self.host_consts.get(&k) {
-                val.def = ValueDef::Const;
-                val.init = Some(Initializer::Dense(t.to_tensor(&val.name)));
-                m.graph.inputs.retain(|&i| i != v);
-                continue;
-            }
-            val.def = ValueDef::Input;
-            val.init = None;
-            val.ty = Some(Type::tensor(
-                d.dtype,
-                Shape::from_dims(d.shape.iter().map(|&s| Dim::fixed(s as i64)).collect()),
-            ));
-            shapes.insert(val.name.clone(), d.shape.clone());
-            if !m.graph.inputs.contains(&v) {
-                m.graph.inputs.push(v);
-            }
         }
-        let descs = crate::plan::shapes::concrete(&m, &shapes).map_err(|e| e.to_string())?;
+    }
+
+    /// A new scope for `graph`, with the concrete shapes of its values given
+    /// those of the values bound from outside (`outside`: value → its key).
+    fn scope_for(&mut self, graph: &'a Graph, outside: &[(ValueId, Key)]) -> Result<usize, String> {
+        let known: Vec<(ValueId, Option<crate::plan::shapes::OuterValue>)> = outside
+            .iter()
+            .map(|&(v, k)| {
+                let d = self.descs.get(&k).cloned();
+                (v, d.map(|d| (d, self.host_consts.get(&k).cloned())))
+            })
+            .collect();
+        let (descs, folded) = crate::plan::shapes::subgraph(&self.model_header(), graph, &known)?;
         let scope = self.scopes.len();
         self.scopes.push(graph);
         for (v, d) in descs {
             self.descs.insert((scope, v), d);
+        }
+        for (v, t) in folded {
+            self.host_consts.insert((scope, v), t);
         }
         for v in graph.value_ids() {
             let val = graph.value(v);
@@ -416,37 +490,67 @@ impl<'a> Builder<'a, '_> {
                 .ok_or_else(|| format!("If without {name}"))
         };
         let (t, e) = (branch("then_branch")?, branch("else_branch")?);
+        // A condition known at build (folded, e.g. from a Shape): only the branch
+        // taken is lowered, and the If runs it like a body.
+        let cond = node.inputs.first().copied().flatten().map(res);
+        let known = cond
+            .and_then(|c| self.host_consts.get(&c))
+            .and_then(|c| c.to_f64_vec())
+            .filter(|v| v.len() == 1)
+            .map(|v| v[0] != 0.0);
+        let branches = match known {
+            Some(true) => vec![t],
+            Some(false) => vec![e],
+            None => vec![t, e],
+        };
         let mut progs = vec![];
-        for b in [t, e] {
-            let mut outside = vec![];
-            for v in b.value_ids() {
-                let val = b.value(v);
-                if val.def != ValueDef::Outer {
-                    continue;
+        for b in branches {
+            let saved = self.report.clone();
+            match self.lower_branch(g, b, res) {
+                Ok(p) => progs.push(p),
+                // A branch that cannot be lowered for these shapes is an error
+                // only if it is taken (silero-vad's 8 kHz branch is invalid for
+                // 512 samples, and onnxruntime fails on it too).
+                Err(e) if known.is_none() => {
+                    self.report = saved;
+                    progs.push(Program {
+                        scope,
+                        steps: vec![],
+                        results: vec![],
+                        external: BTreeSet::new(),
+                        invalid: Some(e),
+                    });
                 }
-                let found = g
-                    .value_ids()
-                    .filter(|&w| g.value(w).name == val.name)
-                    .max_by_key(|&w| g.value(w).def != ValueDef::Outer)
-                    .ok_or_else(|| format!("branch value '{}' is not defined outside", val.name))?;
-                outside.push((v, res(found)));
+                Err(e) => return Err(e),
             }
-            let s = self.scope_for(b, &outside)?;
-            let bound: HashMap<ValueId, Key> = outside.into_iter().collect();
-            progs.push(self.program(s, &bound).map_err(|e| e.to_string())?);
+        }
+        if progs.iter().all(|p| p.invalid.is_some()) {
+            let why: Vec<&str> = progs.iter().filter_map(|p| p.invalid.as_deref()).collect();
+            return Err(why.join("; "));
+        }
+        if known.is_some() {
+            let taken = progs.pop().ok_or("no branch")?;
+            for (o, r) in node.outputs.iter().zip(&taken.results) {
+                if let (Some(o), Some(d)) = (o, self.descs.get(r).cloned()) {
+                    self.descs.entry((scope, *o)).or_insert(d);
+                }
+            }
+            return Ok(Exec::Body(taken));
         }
         let else_branch = progs.pop().ok_or("no else branch")?;
         let then_branch = progs.pop().ok_or("no then branch")?;
-        // The If's outputs take the branches' shapes when both agree.
+        // The If's outputs take the shapes of the branches that can run, when
+        // they agree.
         for (j, o) in node.outputs.iter().enumerate() {
-            let (Some(o), Some(a), Some(b)) =
-                (o, then_branch.results.get(j), else_branch.results.get(j))
-            else {
-                continue;
-            };
-            if let (Some(da), Some(db)) = (self.descs.get(a), self.descs.get(b)) {
-                if da == db && !self.descs.contains_key(&(scope, *o)) {
-                    let d = da.clone();
+            let Some(o) = o else { continue };
+            let shapes: Vec<Option<&TensorDesc>> = [&then_branch, &else_branch]
+                .into_iter()
+                .filter(|p| p.invalid.is_none())
+                .map(|p| p.results.get(j).and_then(|r| self.descs.get(r)))
+                .collect();
+            if let Some(Some(d)) = shapes.first() {
+                if shapes.iter().all(|x| *x == Some(*d)) && !self.descs.contains_key(&(scope, *o)) {
+                    let d = (*d).clone();
                     self.descs.insert((scope, *o), d);
                 }
             }
@@ -455,6 +559,31 @@ impl<'a> Builder<'a, '_> {
             then_branch,
             else_branch,
         })
+    }
+
+    /// The program of branch `b` of an `If` in graph `g`.
+    fn lower_branch(
+        &mut self,
+        g: &'a Graph,
+        b: &'a Graph,
+        res: &dyn Fn(ValueId) -> Key,
+    ) -> Result<Program, String> {
+        let mut outside = vec![];
+        for v in b.value_ids() {
+            let val = b.value(v);
+            if val.def != ValueDef::Outer {
+                continue;
+            }
+            let found = g
+                .value_ids()
+                .filter(|&w| g.value(w).name == val.name)
+                .max_by_key(|&w| g.value(w).def != ValueDef::Outer)
+                .ok_or_else(|| format!("branch value '{}' is not defined outside", val.name))?;
+            outside.push((v, res(found)));
+        }
+        let s = self.scope_for(b, &outside)?;
+        let bound: HashMap<ValueId, Key> = outside.into_iter().collect();
+        self.program(s, &bound).map_err(|e| e.to_string())
     }
 
     fn lower_body(

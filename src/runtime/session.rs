@@ -159,6 +159,11 @@ impl<'a> Session<'a> {
     }
 
     fn exec(&self, prog: &Program, st: &mut RunState) -> Result<(), RuntimeError> {
+        if let Some(why) = &prog.invalid {
+            return Err(RuntimeError::Device(format!(
+                "the branch taken cannot run with these input shapes: {why}"
+            )));
+        }
         for step in &prog.steps {
             let g = self.scopes[step.scope];
             let node = g.node(step.node);

@@ -64,7 +64,7 @@ impl Pass for IfFold {
 
 /// Copies `branch`'s constants and nodes into `g` and makes the If's readers read
 /// the branch's outputs; removes the If.
-fn inline_branch(g: &mut Graph, if_node: NodeId, branch: &Graph) {
+pub(crate) fn inline_branch(g: &mut Graph, if_node: NodeId, branch: &Graph) {
     // Names defined in `g` itself (not in its subgraphs) must not be reused.
     let mut taken: std::collections::HashSet<String> =
         g.value_ids().map(|v| g.value(v).name.clone()).collect();

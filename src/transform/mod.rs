@@ -12,7 +12,7 @@ mod fold;
 pub(crate) mod fuse;
 pub mod fuse_kernels;
 mod gemm_fold;
-mod if_fold;
+pub(crate) mod if_fold;
 mod infer;
 mod merge_chains;
 mod noop;
