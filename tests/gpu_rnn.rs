@@ -431,3 +431,17 @@ fn refuses_what_it_cannot_run() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn empty_sequence_gives_the_initial_state() {
+    for op in [Op::Lstm, Op::Gru, Op::Rnn] {
+        check(
+            Spec {
+                bias: true,
+                initial: true,
+                ..spec(op, "bidirectional", 0)
+            }
+            .case(),
+        );
+    }
+}

@@ -23,7 +23,8 @@
 //! `linear_before_reset` (otherwise folded into the projection). A batch entry
 //! shorter than the sequence (`sequence_lens`, read on the device) keeps its
 //! state past its end and writes zeros to Y there; its reverse direction starts at
-//! its own last step. The activations are parsed by the interpreter's own
+//! its own last step. Lengths outside `0..=seq` (which the interpreter rejects)
+//! are clamped into it. The activations are parsed by the interpreter's own
 //! `activations` (names, defaults, the order alphas and betas are consumed in),
 //! then written as WGSL; tanh and softplus are the elementwise kernels' helpers.
 //!
@@ -582,10 +583,10 @@ fn step(info: &NodeInfo, p: &Rnn, in_workgroup: bool) -> Result<Dispatch, String
                 ("STATE_BASE", base.into()),
                 ("BARRIER", barrier.into()),
                 ("INIT", init),
-                ("STEP", indent(&body, 16).trim_start().into()),
+                ("STEP", indent(&body, 16).trim().into()),
                 ("STEP2", step2),
                 ("ZERO_Y", zero_y.into()),
-                ("FINAL", indent(&fin, 12).trim_start().into()),
+                ("FINAL", indent(&fin, 12).trim().into()),
             ],
         ),
         slots,
