@@ -16,7 +16,7 @@
 //! integers wraps, Max/Min propagate NaN, uint8 arithmetic wraps at 8 bits, and
 //! int64 computes in the device's 32 bits.
 
-mod emit;
+pub(crate) mod emit;
 mod fused;
 mod kernel;
 

@@ -1,8 +1,9 @@
-//! Kernels of reductions, softmax and normalization: the generators in
-//! `nn/reduce.rs`, `nn/softmax.rs`, `nn/norm.rs`, `nn/cumsum.rs` over the templates
-//! `kernels/reduce*.wgsl`, `kernels/softmax.wgsl` and `kernels/norm*.wgsl`.
-//! Their semantics are the interpreter's (`ops/reduce.rs`, `ops/softmax.rs`,
-//! `ops/norm.rs`, `ops/index.rs`); the decisions are in each file's docs.
+//! Kernels of reductions, softmax, normalization and recurrent layers: the
+//! generators in `nn/reduce.rs`, `nn/softmax.rs`, `nn/norm.rs`, `nn/cumsum.rs`,
+//! `nn/rnn.rs` over the templates `kernels/reduce*.wgsl`, `kernels/softmax.wgsl`,
+//! `kernels/norm*.wgsl` and `kernels/rnn*.wgsl`. Their semantics are the
+//! interpreter's (`ops/reduce.rs`, `ops/softmax.rs`, `ops/norm.rs`,
+//! `ops/index.rs`, `ops/recurrent.rs`); the decisions are in each file's docs.
 //! `nn/shader.rs` holds what these and the data-movement generators share.
 
 use super::spec::{Lowering, NodeInfo};
@@ -10,6 +11,7 @@ use super::spec::{Lowering, NodeInfo};
 mod cumsum;
 mod norm;
 mod reduce;
+mod rnn;
 pub(crate) mod shader;
 mod softmax;
 
@@ -18,4 +20,5 @@ pub(crate) fn lower(info: &NodeInfo) -> Option<Lowering> {
         .or_else(|| softmax::lower(info))
         .or_else(|| norm::lower(info))
         .or_else(|| cumsum::lower(info))
+        .or_else(|| rnn::lower(info))
 }

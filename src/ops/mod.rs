@@ -32,7 +32,7 @@ mod misc;
 mod norm;
 mod pool;
 mod quant;
-mod recurrent;
+pub(crate) mod recurrent;
 mod reduce;
 pub(crate) mod resize;
 mod sequence;

@@ -30,14 +30,14 @@ pub(super) fn register(r: &mut OpRegistry) {
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Cell {
+pub(crate) enum Cell {
     Rnn,
     Gru,
     Lstm,
 }
 
 impl Cell {
-    fn gates(self) -> usize {
+    pub(crate) fn gates(self) -> usize {
         match self {
             Cell::Rnn => 1,
             Cell::Gru => 3,
@@ -45,7 +45,7 @@ impl Cell {
         }
     }
     /// The default activations of one direction.
-    fn default_acts(self) -> &'static [&'static str] {
+    pub(crate) fn default_acts(self) -> &'static [&'static str] {
         match self {
             Cell::Rnn => &["Tanh"],
             Cell::Gru => &["Sigmoid", "Tanh"],
@@ -68,7 +68,7 @@ fn lstm(ctx: &OpCtx, inputs: &[Option<RtValue>]) -> OpResult {
 
 /// An activation function with its parameters.
 #[derive(Clone, Copy, Debug)]
-enum Act {
+pub(crate) enum Act {
     Sigmoid,
     Tanh,
     Relu,
@@ -136,7 +136,7 @@ impl Act {
 }
 
 /// Parses the activations of every direction.
-fn activations(ctx: &OpCtx, cell: Cell, dirs: usize) -> Result<Vec<Act>, OpError> {
+pub(crate) fn activations(ctx: &OpCtx, cell: Cell, dirs: usize) -> Result<Vec<Act>, OpError> {
     let per = cell.default_acts().len();
     let names: Vec<String> = match ctx.strings("activations") {
         Some(v) if !v.is_empty() => v,

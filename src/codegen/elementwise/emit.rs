@@ -8,7 +8,7 @@ use crate::ir::dtype::DType;
 use crate::ir::graph::Node;
 use std::collections::BTreeSet;
 
-pub(super) fn helper_source(name: &str) -> &'static str {
+pub(crate) fn helper_source(name: &str) -> &'static str {
     match name {
         "erf" => "fn erf_f(x: f32) -> f32 {\n  let a = abs(x);\n  let t = 1.0 / (1.0 + 0.3275911 * a);\n  let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);\n  let r = select(y, a * (1.1283791671 - 0.3761263890 * a * a), a < 0.01);\n  return select(r, -r, x < 0.0);\n}\n",
         "pow" => "fn pow_f(a: f32, b: f32) -> f32 {\n  if (b == 0.0) { return 1.0; }\n  if (is_nan(a) || is_nan(b)) { return a + b; }\n  let r = pow(abs(a), b);\n  if (a == 0.0) { return select(bitcast<f32>(0x7f800000u), 0.0, b > 0.0); }\n  if (a < 0.0) {\n    if (floor(b) != b) { return bitcast<f32>(0x7fc00000u); }\n    if (floor(b * 0.5) != b * 0.5) { return -r; }\n  }\n  return r;\n}\n",
