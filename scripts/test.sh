@@ -22,5 +22,6 @@ cargo build --bin modc
 python3 scripts/real_models.py --modc target/debug/modc
 python3 scripts/optimize_check.py --modc target/debug/modc
 python3 scripts/fusion_check.py --modc target/debug/modc
-python3 scripts/gpu_check.py --modc target/debug/modc --repeat 3 --allow-run-errors
+python3 scripts/gpu_check.py --modc target/debug/modc --repeat 3 --require-no-fallback
+python3 scripts/plan_check.py --modc target/debug/modc
 python3 scripts/roundtrip_check.py --modc target/debug/modc

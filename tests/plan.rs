@@ -204,12 +204,9 @@ fn real_model_shapes(path: &Path, m: &modc::Model) -> HashMap<String, Vec<usize>
 }
 
 /// Real models the plan cannot take yet, and why.
-const KNOWN_UNPLANNABLE: &[(&str, &str)] = &[(
-    "silero_vad.onnx",
-    "the outputs of its top-level If have no inferred shape, and a trial run on zero \
-     inputs fails (sr=0 is not a supported rate); needs If shapes from its branches \
-     or folding the If for a given sr",
-)];
+/// Real models known not to plan, with the reason (none now: silero_vad.onnx's
+/// top-level If takes its output shapes from its branches).
+const KNOWN_UNPLANNABLE: &[(&str, &str)] = &[];
 
 #[test]
 fn real_models_plan_within_ten_percent() {

@@ -265,7 +265,11 @@ pub(crate) fn subgraph(
 
 /// The output shapes of `If` node `n` of `g` (the folded copy of `header`'s
 /// model, whose known shapes are `descs`), from its branches: those of the
-/// branches whose shapes can be inferred, when they agree.
+/// branches whose output shapes can all be inferred, when they agree. A branch
+/// whose shapes cannot be inferred for these inputs is left out: silero-vad's
+/// 8 kHz branch is invalid for a 16 kHz frame (onnxruntime fails on it too),
+/// and the GPU session fails if such a branch is taken (see
+/// `runtime::program`).
 pub(crate) fn if_outputs(
     header: &Model,
     g: &Graph,
@@ -299,12 +303,9 @@ pub(crate) fn if_outputs(
             })
             .collect();
         if let Ok((d, _)) = subgraph(header, b, &outside) {
-            per_branch.push(
-                b.outputs
-                    .iter()
-                    .map(|o| d.get(o).cloned())
-                    .collect::<Vec<_>>(),
-            );
+            let outs: Option<Vec<TensorDesc>> =
+                b.outputs.iter().map(|o| d.get(o).cloned()).collect();
+            per_branch.extend(outs.map(|o| o.into_iter().map(Some).collect::<Vec<_>>()));
         }
     }
     let Some(first) = per_branch.first() else {
