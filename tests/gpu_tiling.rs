@@ -401,6 +401,196 @@ fn matmul_splits_k_when_a_row_of_a_is_over_the_limit() {
 }
 
 // ---------------------------------------------------------------------------
+// Data movement
+// ---------------------------------------------------------------------------
+
+#[test]
+fn copies_tile_their_output_and_input() {
+    let l = limit(KIB);
+    // A transpose within outer blocks that fit.
+    tiled(
+        case("Transpose", 13, vec![Some(data(&[6, 20, 10], 1))]).ints("perm", &[0, 2, 1]),
+        l,
+    );
+    // Slices, one reversed.
+    tiled(
+        case(
+            "Slice",
+            13,
+            vec![
+                Some(data(&[50, 30], 2)),
+                i64s(&[3, 29]),
+                i64s(&[45, -100]),
+                i64s(&[0, 1]),
+                i64s(&[2, -1]),
+            ],
+        ),
+        l,
+    );
+    // Expand of a row longer than a binding; Tile of one that fits.
+    tiled(
+        case(
+            "Expand",
+            13,
+            vec![Some(data(&[1, 300], 3)), i64s(&[4, 300])],
+        ),
+        l,
+    );
+    tiled(
+        case("Tile", 13, vec![Some(data(&[3, 100], 4)), i64s(&[2, 3])]),
+        l,
+    );
+    // Concat and Split along both axes.
+    for axis in [0, 1] {
+        let b = if axis == 0 {
+            data(&[17, 20], 6)
+        } else {
+            data(&[20, 17], 6)
+        };
+        tiled(
+            case("Concat", 13, vec![Some(data(&[20, 20], 5)), Some(b)]).int("axis", axis),
+            l,
+        );
+    }
+    tiled(
+        case("Split", 13, vec![Some(data(&[30, 20], 7)), i64s(&[10, 20])])
+            .int("axis", 0)
+            .outputs(2),
+        l,
+    );
+    tiled(
+        case("Split", 13, vec![Some(data(&[20, 30], 8)), i64s(&[13, 17])])
+            .int("axis", 1)
+            .outputs(2),
+        l,
+    );
+    tiled(
+        case("SpaceToDepth", 13, vec![Some(data(&[2, 3, 10, 12], 9))]).int("blocksize", 2),
+        l,
+    );
+}
+
+#[test]
+fn a_transpose_of_a_large_tensor_s_outer_axis_is_refused() {
+    let c = case("Transpose", 13, vec![Some(data(&[40, 30], 1))]).ints("perm", &[1, 0]);
+    let r = refused(&c, limit(KIB));
+    assert!(r.contains("1024-byte storage binding limit"), "{r}");
+}
+
+#[test]
+fn gather_splits_a_large_table_by_rows() {
+    let l = limit(KIB);
+    // An embedding table of 500 rows of 3 (1,500 f32): rows split, indices negative too.
+    let idx = ints(
+        &[7, 2],
+        vec![0, 499, -1, 250, 3, 128, 300, 1, -500, 77, 86, 200, 498, 42],
+    );
+    tiled(
+        case("Gather", 13, vec![Some(data(&[500, 3], 1)), Some(idx)]),
+        l,
+    );
+    // A large output from a table that fits.
+    let many = ints(&[60], (0..60).map(|i| (i * 7) % 40 - 20).collect());
+    tiled(
+        case(
+            "Gather",
+            13,
+            vec![Some(data(&[40, 5], 2)), Some(many.clone())],
+        ),
+        l,
+    );
+    // Both large, and a gathered axis that is not the first.
+    tiled(
+        case("Gather", 13, vec![Some(data(&[40, 10], 3)), Some(many)]),
+        l,
+    );
+    let idx = ints(&[5], vec![0, 99, -3, 50, 7]);
+    tiled(
+        case("Gather", 13, vec![Some(data(&[4, 100, 3], 4)), Some(idx)]).int("axis", 1),
+        l,
+    );
+    // GatherElements with both input and indices over the limit.
+    let idx = ints(&[30, 15], (0..450).map(|i| (i * 13) % 20 - 10).collect());
+    tiled(
+        case(
+            "GatherElements",
+            13,
+            vec![Some(data(&[30, 20], 5)), Some(idx)],
+        )
+        .int("axis", 1),
+        l,
+    );
+}
+
+#[test]
+fn pad_tiles_its_output() {
+    let l = limit(KIB);
+    for mode in ["constant", "edge", "reflect", "wrap"] {
+        tiled(
+            case(
+                "Pad",
+                18,
+                vec![Some(data(&[10, 20], 1)), i64s(&[1, 2, 3, 4])],
+            )
+            .string("mode", mode),
+            l,
+        );
+    }
+    let big = case(
+        "Pad",
+        18,
+        vec![Some(data(&[20, 20], 1)), i64s(&[1, 1, 1, 1])],
+    );
+    let r = refused(&big, l);
+    assert!(r.contains("1024-byte storage binding limit"), "{r}");
+}
+
+// ---------------------------------------------------------------------------
+// Row-wise
+// ---------------------------------------------------------------------------
+
+#[test]
+fn row_wise_ops_split_along_rows() {
+    let l = limit(KIB);
+    tiled(case("Softmax", 13, vec![Some(data(&[30, 45], 1))]), l);
+    tiled(
+        case("LogSoftmax", 13, vec![Some(data(&[6, 30, 5], 2))]).int("axis", 1),
+        l,
+    );
+    tiled(
+        case("Softmax", 11, vec![Some(data(&[4, 5, 30], 3))]).int("axis", 2),
+        l,
+    );
+    let x = data(&[3, 50, 40], 4);
+    tiled(
+        case(
+            "LayerNormalization",
+            17,
+            vec![Some(x.clone()), Some(data(&[40], 5)), Some(data(&[40], 6))],
+        )
+        .int("axis", -1),
+        l,
+    );
+    tiled(
+        case(
+            "LayerNormalization",
+            17,
+            vec![Some(x), Some(data(&[40], 5)), Some(data(&[40], 6))],
+        )
+        .int("axis", -1)
+        .outputs(3),
+        l,
+    );
+    tiled(
+        case("LpNormalization", 13, vec![Some(data(&[7, 60, 3], 7))]).int("axis", 1),
+        l,
+    );
+    let one_row = case("Softmax", 13, vec![Some(data(&[2, 300], 8))]);
+    let r = refused(&one_row, l);
+    assert!(r.contains("1024-byte storage binding limit"), "{r}");
+}
+
+// ---------------------------------------------------------------------------
 // The device's own limit
 // ---------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@
 //!
 //! ```ignore
 //! // y = x + b over 1M f32 with a 1 KiB binding limit: 4096 chunks of 256.
-//! let chunks = chunk_flat(&[1 << 20], &[x_access, b_access, y_access], &limits)?;
+//! let chunks = chunk_flat(&[1 << 20], &[x_access, b_access, y_access], &limits, ALIGN)?;
 //! ```
 
 use super::spec::{ByteRange, DeviceLimits, Dispatch, NodeInfo, Slot, TensorDesc};
@@ -300,11 +300,14 @@ fn bind_range(
 /// every tensor whole. Otherwise chunks are equal and aligned (a multiple of
 /// [`ALIGN`] indices) where that lets every window fit, else also cut where an
 /// inner block of `dims` ends (a broadcast row longer than a binding is then read
-/// one part per chunk); the chunk halves until the windows fit.
+/// one part per chunk); the chunk halves until the windows fit, down to
+/// `min_chunk` indices ([`ALIGN`] for element-wise kernels, 1 for row-wise ones,
+/// whose indices are long rows).
 pub(crate) fn chunk_flat(
     dims: &[usize],
     accesses: &[Access],
     limits: &DeviceLimits,
+    min_chunk: u64,
 ) -> Result<Vec<Chunk>, String> {
     let n: u64 = dims.iter().map(|&d| d as u64).product();
     let slots: Vec<Slot> = accesses.iter().fold(vec![], |mut v, a| {
@@ -330,41 +333,47 @@ pub(crate) fn chunk_flat(
         ));
     }
     let elems = binding_elems(limits);
-    let mut c = elems / ALIGN * ALIGN;
-    if c == 0 {
+    let room = elems.saturating_sub(SLACK);
+    if room == 0 {
         return Err(format!(
-            "a {}-byte storage binding limit is below one 256-byte window",
+            "a {}-byte storage binding limit is below one aligned window",
             limits.max_storage_binding
         ));
     }
-    // Inner blocks of the iteration, largest first.
-    let mut blocks: Vec<u64> = (1..dims.len())
-        .map(|d| dims[d..].iter().map(|&x| x as u64).product())
-        .filter(|&b| b > 1 && b < n)
+    // Inner blocks of the iteration, largest first (the whole iteration first).
+    let mut blocks: Vec<u64> = std::iter::once(n)
+        .chain((1..dims.len()).map(|d| dims[d..].iter().map(|&x| x as u64).product()))
+        .filter(|&b| b > 1 && b <= n)
         .collect();
     blocks.dedup();
     let mut failed = 0;
+    let mut c = (elems / ALIGN * ALIGN).max(1);
     loop {
-        match cut(n, c, n, accesses, limits) {
-            Ok(chunks) => return Ok(chunks),
-            Err(i) => failed = i.unwrap_or(failed),
-        }
-        // Unaligned starts: room for the alignment of every window.
-        let unaligned = c.min(elems.saturating_sub(SLACK));
-        for &b in &blocks {
-            if unaligned > 0 {
-                if let Ok(chunks) = cut(n, unaligned, b, accesses, limits) {
-                    return Ok(chunks);
-                }
+        // Aligned chunks: every window starts where its chunk does.
+        if c % ALIGN == 0 {
+            match cut(n, c, n, accesses, limits) {
+                Ok(chunks) => return Ok(chunks),
+                Err(i) => failed = i.unwrap_or(failed),
             }
         }
-        if c <= ALIGN {
+        // Unaligned starts need room for the alignment of every window.
+        for &b in &blocks {
+            if let Ok(chunks) = cut(n, c.min(room), b, accesses, limits) {
+                return Ok(chunks);
+            }
+        }
+        if c <= min_chunk.max(1) {
             return Err(format!(
                 "{:?} is read across more than the {}-byte storage binding limit by neighbouring outputs",
                 slots[failed], limits.max_storage_binding
             ));
         }
-        c = (c / 2).max(ALIGN) / ALIGN * ALIGN;
+        c = if c > ALIGN {
+            c / 2 / ALIGN * ALIGN
+        } else {
+            c / 2
+        }
+        .max(1);
     }
 }
 
@@ -393,6 +402,32 @@ fn cut(
         s = e;
     }
     Ok(chunks)
+}
+
+/// The accesses of a row-wise kernel to `slot`: row `r` (flat over `row_dims`,
+/// offset `Σ c_d · row_strides[d]`) touches its first element and the element
+/// `span` past it, and every one between.
+pub(crate) fn row_accesses(
+    info: &NodeInfo,
+    slot: Slot,
+    row_dims: &[usize],
+    row_strides: &[i64],
+    span: i64,
+) -> Vec<Access> {
+    let axes: Vec<Axis> = row_dims
+        .iter()
+        .zip(row_strides)
+        .map(|(&d, &s)| Axis::new(d, s))
+        .collect();
+    [0, span]
+        .iter()
+        .map(|&base| Access {
+            slot,
+            len: slot_len(info, slot),
+            base,
+            axes: axes.clone(),
+        })
+        .collect()
 }
 
 /// One dispatch per chunk of a flat kernel whose uniform is `start, count`, then
@@ -493,7 +528,7 @@ mod tests {
             axes: contiguous(&[1000]),
         };
         let l = limits(1024);
-        let chunks = chunk_flat(&[1000], &[out.clone()], &l).unwrap();
+        let chunks = chunk_flat(&[1000], &[out.clone()], &l, ALIGN).unwrap();
         assert_eq!(chunks.len(), 4);
         assert_eq!(chunks.iter().map(|c| c.count).sum::<u64>(), n);
         for c in &chunks {
@@ -502,7 +537,7 @@ mod tests {
             assert_eq!(r.offset, 4 * c.start);
         }
         // Everything fits: one chunk, bound whole.
-        let one = chunk_flat(&[1000], &[out], &limits(4096)).unwrap();
+        let one = chunk_flat(&[1000], &[out], &limits(4096), ALIGN).unwrap();
         assert_eq!(one[0].bound, vec![Bound::whole(Slot::Output(0))]);
     }
 
@@ -523,7 +558,7 @@ mod tests {
             base: 0,
             axes: vec![Axis::new(2, 0), Axis::new(600, 1)],
         };
-        let chunks = chunk_flat(&[2, 600], &[b, y], &l).unwrap();
+        let chunks = chunk_flat(&[2, 600], &[b, y], &l, ALIGN).unwrap();
         for c in &chunks {
             for x in &c.bound {
                 assert!(x.slot.range().is_none_or(|r| r.size <= 1024));
@@ -552,8 +587,8 @@ mod tests {
             base: 999,
             ..first.clone()
         };
-        assert!(chunk_flat(&[1000], &[first.clone(), y.clone()], &l).is_ok());
-        let e = chunk_flat(&[1000], &[first, last, y], &l).unwrap_err();
+        assert!(chunk_flat(&[1000], &[first.clone(), y.clone()], &l, ALIGN).is_ok());
+        let e = chunk_flat(&[1000], &[first, last, y], &l, 1).unwrap_err();
         assert!(e.contains("1024-byte"), "{e}");
     }
 }

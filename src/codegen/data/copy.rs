@@ -14,7 +14,7 @@ use crate::codegen::nn::shader::{
     self, answer, fill, grid_for, offset_fn, offset_fn_mod, ELEMENT_WG,
 };
 use crate::codegen::spec::{Dispatch, Lowering, NodeInfo, NodeKernels, Slot};
-use crate::codegen::tile::{chunk_flat, flat_dispatches, slot_len, Access, Axis};
+use crate::codegen::tile::{chunk_flat, flat_dispatches, slot_len, Access, Axis, ALIGN};
 
 const COPY: &str = include_str!("../../../kernels/data_copy.wgsl");
 
@@ -79,7 +79,8 @@ fn copy(
             axes: axes(dst_strides, &vec![0; dims.len()]),
         },
     ];
-    let chunks = chunk_flat(dims, &accesses, &info.limits).map_err(|e| format!("{label}: {e}"))?;
+    let chunks =
+        chunk_flat(dims, &accesses, &info.limits, ALIGN).map_err(|e| format!("{label}: {e}"))?;
     let wgsl = fill(
         COPY,
         &[

@@ -15,7 +15,7 @@ use crate::codegen::spec::{
     DeviceLimits, Dispatch, Lowering, NodeInfo, NodeKernels, Slot, Storage,
 };
 use crate::codegen::tile::{
-    bind, binding_elems, chunk_flat, flat_dispatches, slot_len, Access, Axis, Bound,
+    bind, binding_elems, chunk_flat, flat_dispatches, slot_len, Access, Axis, Bound, ALIGN,
     MAX_DISPATCHES, SLACK,
 };
 
@@ -28,9 +28,6 @@ pub(super) fn lower(info: &NodeInfo) -> Option<Lowering> {
         "GatherElements" => gather_elements(info),
         _ => return None,
     };
-    if let Some(l) = shader::binding_limit(info) {
-        return Some(l);
-    }
     answer(r)
 }
 
@@ -268,7 +265,7 @@ fn gather_elements(info: &NodeInfo) -> Result<Lowering, String> {
         access(Slot::Input(1), 0, &own),
         access(Slot::Output(0), 0, &own),
     ];
-    let chunks = chunk_flat(&idx.shape, &accesses, &info.limits)
+    let chunks = chunk_flat(&idx.shape, &accesses, &info.limits, ALIGN)
         .map_err(|e| format!("GatherElements: {e}"))?;
     let wgsl = fill(
         GATHER_ELEMENTS,

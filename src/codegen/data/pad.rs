@@ -9,7 +9,7 @@
 use crate::codegen::nn::shader::{self, answer, fill, grid_for, ELEMENT_WG};
 use crate::codegen::spec::{Lowering, NodeInfo, NodeKernels, Slot, Storage};
 use crate::codegen::tile::{
-    chunk_flat, contiguous, fits, flat_dispatches, over_limit, slot_len, Access,
+    chunk_flat, contiguous, fits, flat_dispatches, over_limit, slot_len, Access, ALIGN,
 };
 
 const PAD: &str = include_str!("../../../kernels/data_pad.wgsl");
@@ -144,7 +144,8 @@ fn pad(info: &NodeInfo) -> Result<Lowering, String> {
             axes: vec![],
         });
     }
-    let chunks = chunk_flat(&y.shape, &accesses, &info.limits).map_err(|e| format!("Pad: {e}"))?;
+    let chunks =
+        chunk_flat(&y.shape, &accesses, &info.limits, ALIGN).map_err(|e| format!("Pad: {e}"))?;
     let mut wgsl = fill(
         PAD,
         &[

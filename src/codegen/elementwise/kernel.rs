@@ -12,7 +12,7 @@
 use super::{broadcast, ty_of, WORKGROUP};
 use crate::codegen::builder::{literal, Body, Ty, Val};
 use crate::codegen::spec::{DeviceLimits, Dispatch, NodeInfo, Slot, Storage};
-use crate::codegen::tile::{chunk_flat, contiguous, Access, Axis};
+use crate::codegen::tile::{chunk_flat, contiguous, Access, Axis, ALIGN};
 use crate::interp::value::TensorValue;
 use crate::ir::dtype::DType;
 use std::collections::{BTreeSet, HashMap};
@@ -171,7 +171,7 @@ impl Gen {
         info: &NodeInfo,
     ) -> Result<Vec<Dispatch>, String> {
         let accesses = self.accesses(outs.len(), info)?;
-        let chunks = chunk_flat(&self.shape, &accesses, &info.limits)?;
+        let chunks = chunk_flat(&self.shape, &accesses, &info.limits, ALIGN)?;
         for (j, (v, d)) in outs.iter().enumerate() {
             let code = match (v.ty, d) {
                 (Ty::Bool, _) => format!("select(0u, 1u, {v})"),
