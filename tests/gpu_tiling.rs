@@ -585,6 +585,66 @@ fn row_wise_ops_split_along_rows() {
         case("LpNormalization", 13, vec![Some(data(&[7, 60, 3], 7))]).int("axis", 1),
         l,
     );
+    // Reductions, one invocation or one workgroup per row, and arg reductions.
+    tiled(
+        case("ReduceSum", 13, vec![Some(data(&[40, 30], 9)), i64s(&[1])]).int("keepdims", 0),
+        l,
+    );
+    tiled(
+        case(
+            "ReduceMax",
+            18,
+            vec![Some(data(&[20, 30, 4], 10)), i64s(&[1])],
+        ),
+        l,
+    );
+    tiled(
+        case(
+            "ReduceMean",
+            18,
+            vec![Some(data(&[6, 100, 5], 11)), i64s(&[1])],
+        ),
+        limit(4 * KIB),
+    );
+    tiled(
+        case(
+            "ReduceSum",
+            13,
+            vec![Some(int_data(&[40, 30], 12)), i64s(&[-1])],
+        ),
+        l,
+    );
+    tiled(
+        case("ArgMax", 13, vec![Some(data(&[30, 40], 13))]).int("axis", 1),
+        l,
+    );
+    tiled(
+        case("ArgMin", 13, vec![Some(data(&[4, 20, 7], 14))])
+            .int("axis", 1)
+            .int("keepdims", 0),
+        l,
+    );
+    tiled(
+        case("CumSum", 14, vec![Some(data(&[30, 40], 15)), i64s(&[1])]),
+        l,
+    );
+    tiled(
+        case(
+            "CumSum",
+            14,
+            vec![Some(int_data(&[30, 40], 16)), Some(ints(&[], vec![-1]))],
+        )
+        .int("exclusive", 1)
+        .int("reverse", 1),
+        l,
+    );
+    let all = case(
+        "ReduceSum",
+        13,
+        vec![Some(data(&[20, 30], 17)), i64s(&[0, 1])],
+    );
+    let r = refused(&all, l);
+    assert!(r.contains("1024-byte storage binding limit"), "{r}");
     let one_row = case("Softmax", 13, vec![Some(data(&[2, 300], 8))]);
     let r = refused(&one_row, l);
     assert!(r.contains("1024-byte storage binding limit"), "{r}");
