@@ -367,6 +367,21 @@ fn gemm_splits_with_transposes_and_bias() {
             );
         }
     }
+    // A large B: k parts, the first writing alpha * AB + beta * C, the rest adding.
+    tiled(
+        case(
+            "Gemm",
+            13,
+            vec![
+                Some(data(&[3, 1100], 1)),
+                Some(data(&[1100, 5], 2)),
+                Some(data(&[5], 3)),
+            ],
+        )
+        .float("alpha", 0.5)
+        .float("beta", 1.5),
+        l,
+    );
     // A large transposed B: columns.
     tiled(
         case(

@@ -21,9 +21,12 @@
 //! - [`chunk_flat`] splits a flat iteration into equal chunks (a multiple of 64
 //!   elements, so output windows stay aligned), or, where a broadcast input
 //!   longer than a binding is read along an inner block, into chunks that stop at
-//!   the block's ends; the chunk halves until every window fits. A node that would
-//!   need more than [`MAX_DISPATCHES`] dispatches, or a window over the limit even
-//!   at 64 elements, is refused with the reason.
+//!   the block's ends; the chunk halves until every window fits (down to 64
+//!   elements, or to single rows for row-wise kernels). A node that would need
+//!   more than [`MAX_DISPATCHES`] dispatches, or a window over the limit even at
+//!   the smallest chunk, is refused with the reason.
+//! - Kernels with their own geometry (MatMul, Gather) choose their parts
+//!   themselves and use [`bind`] for the windows.
 //! - A tensor that fits one binding is always bound whole (window start 0): small
 //!   operands and broadcast inputs cost nothing extra.
 //!
@@ -350,7 +353,7 @@ pub(crate) fn chunk_flat(
     let mut c = (elems / ALIGN * ALIGN).max(1);
     loop {
         // Aligned chunks: every window starts where its chunk does.
-        if c % ALIGN == 0 {
+        if c.is_multiple_of(ALIGN) {
             match cut(n, c, n, accesses, limits) {
                 Ok(chunks) => return Ok(chunks),
                 Err(i) => failed = i.unwrap_or(failed),
@@ -528,7 +531,7 @@ mod tests {
             axes: contiguous(&[1000]),
         };
         let l = limits(1024);
-        let chunks = chunk_flat(&[1000], &[out.clone()], &l, ALIGN).unwrap();
+        let chunks = chunk_flat(&[1000], std::slice::from_ref(&out), &l, ALIGN).unwrap();
         assert_eq!(chunks.len(), 4);
         assert_eq!(chunks.iter().map(|c| c.count).sum::<u64>(), n);
         for c in &chunks {

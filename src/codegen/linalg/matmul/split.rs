@@ -204,7 +204,9 @@ impl Problem {
         };
         let extent =
             |r: usize, so: usize, c: usize, si: usize| ((r - 1) * so + (c - 1) * si + 1) as u64;
-        let mut best: Option<((bool, usize), (usize, usize, usize))> = None;
+        // ((splits k, parts), (rows, columns, k)) of the best split so far.
+        type Choice = ((bool, usize), (usize, usize, usize));
+        let mut best: Option<Choice> = None;
         for rm in sizes(self.m, false) {
             for rn in sizes(self.n, self.vec_b()) {
                 for rk in sizes(self.k, self.vec_a()) {
