@@ -1,12 +1,17 @@
 // GatherElements: y[i] = x at the coordinates of i, with the coordinate along
 // the axis replaced by idx[i] (negative counts from the end; clamped to the
 // axis). base(i) is the offset in x of the other coordinates.
+//
+// A dispatch computes the outputs start..start+count of P; each binding may be a
+// window of its tensor starting at element *_base (tiling).
 
 @group(0) @binding(0) var<storage, read> x: array<u32>;
 @group(0) @binding(1) var<storage, read> idx: array<i32>;
 @group(0) @binding(2) var<storage, read_write> y: array<u32>;
 
-const N: u32 = {{N}}u;
+struct Part { start: u32, count: u32, x_base: u32, idx_base: u32, y_base: u32 }
+@group(0) @binding(3) var<uniform> P: Part;
+
 const DIM: i32 = {{DIM}};
 const STRIDE: i32 = {{STRIDE}};
 
@@ -16,14 +21,15 @@ const STRIDE: i32 = {{STRIDE}};
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-    let i = (wid.x + wid.y * nwg.x) * {{WG}}u + lid.x;
-    if (i >= N) {
+    let t = (wid.x + wid.y * nwg.x) * {{WG}}u + lid.x;
+    if (t >= P.count) {
         return;
     }
-    var k = idx[i];
+    let i = P.start + t;
+    var k = idx[i - P.idx_base];
     if (k < 0) {
         k += DIM;
     }
     k = clamp(k, 0, DIM - 1);
-    y[i] = x[base(i) + k * STRIDE];
+    y[i - P.y_base] = x[u32(base(i) + k * STRIDE) - P.x_base];
 }

@@ -8,10 +8,16 @@
 //
 //   Y[b, m, n] = epilogue(sum_k A[b, m, k] * B[b, k, n], m, n)
 //
+// A dispatch computes one part of the product, read from the uniform P: batches
+// b0..b0+nb, rows m0..m1, columns n0..n1, summed over k0..k1, on a grid of
+// grid_x x grid_y workgroups over tiles_m x tiles_n blocks per batch. Each
+// binding may be a window of its tensor starting at element *_base (a tensor over
+// the storage binding limit); a part after the first along k adds to the output.
+//
 // Placeholders: T element type; sizes M N K BATCH; strides
 // A_SM A_SK B_SK B_SN; tiling WG_X WG_Y TM4 TN4
-// BK; grid GRID_X GRID_Y TILES_N TILES_M; generated code
-// BINDINGS BATCH_OFFSETS LOADS EPILOGUE ACC_DECL INNER STORE.
+// BK; generated code BINDINGS PARAMS BATCH_OFFSETS LOADS EPILOGUE SCALED
+// ACC_DECL INNER STORE.
 
 const M: u32 = {{M}}u;
 const N: u32 = {{N}}u;
@@ -29,12 +35,9 @@ const BK: u32 = {{BK}}u;
 const BM4: u32 = TM4 * WG_Y;
 const BN4: u32 = TN4 * WG_X;
 const WG: u32 = WG_X * WG_Y;
-const GRID_X: u32 = {{GRID_X}}u;
-const GRID_Y: u32 = {{GRID_Y}}u;
-const TILES_N: u32 = {{TILES_N}}u;
-const TILES_M: u32 = {{TILES_M}}u;
 
 {{BINDINGS}}
+{{PARAMS}}
 
 var<workgroup> tile_a: array<array<vec4<{{T}}>, BM4>, BK>;
 var<workgroup> tile_b: array<array<vec4<{{T}}>, BN4>, BK>;
@@ -50,35 +53,44 @@ fn epilogue(acc: {{T}}, m: u32, n: u32) -> {{T}} {
     return {{EPILOGUE}};
 }
 
-// Stores the four outputs (m, n0..n0+4) that lie inside the matrix.
+// Stores the four outputs (m, n0..n0+4) that lie inside the part.
 fn store4(base: u32, m: u32, n0: u32, v: vec4<{{T}}>) {
-    if (m >= M) {
+    if (m >= P.m1) {
         return;
     }
     for (var d = 0u; d < 4u; d = d + 1u) {
         let n = n0 + d;
-        if (n < N) {
-            y[base + m * N + n] = epilogue(v[d], m, n);
+        if (n < P.n1) {
+            let i = base + m * N + n;
+            if (P.accumulate != 0u) {
+                let acc = v[d];
+                y[i] = y[i] + {{SCALED}};
+            } else {
+                y[i] = epilogue(v[d], m, n);
+            }
         }
     }
 }
 
 @compute @workgroup_size({{WG_X}}, {{WG_Y}}, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let flat = (wid.z * GRID_Y + wid.y) * GRID_X + wid.x;
-    let tn = flat % TILES_N;
-    let rest = flat / TILES_N;
-    let tm = rest % TILES_M;
-    let bi = rest / TILES_M;
-    if (bi >= BATCH) {
+    let flat = (wid.z * P.grid_y + wid.y) * P.grid_x + wid.x;
+    let tn = flat % P.tiles_n;
+    let rest = flat / P.tiles_n;
+    let tm = rest % P.tiles_m;
+    let bl = rest / P.tiles_m;
+    if (bl >= P.nb) {
         return;
     }
-    let offs = batch_offsets(bi);
-    let row0 = tm * BM4 * 4u;
-    let col0 = tn * BN4 * 4u;
+    let bi = P.b0 + bl;
+    // Offsets within the bound windows (u32 arithmetic wraps, so a window that
+    // starts past the matrix's first element still indexes correctly).
+    let offs = batch_offsets(bi) - vec2<u32>(P.a_base, P.b_base);
+    let row0 = P.m0 + tm * BM4 * 4u;
+    let col0 = P.n0 + tn * BN4 * 4u;
     let li = lid.y * WG_X + lid.x;
 {{ACC_DECL}}
-    for (var k0 = 0u; k0 < K; k0 = k0 + BK) {
+    for (var k0 = P.k0; k0 < P.k1; k0 = k0 + BK) {
         for (var i = li; i < BM4 * BK; i = i + WG) {
             let r = i / (BK / 4u);
             let kq = (i % (BK / 4u)) * 4u;
@@ -99,6 +111,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         workgroupBarrier();
     }
-    let ybase = bi * M * N;
+    let ybase = bi * M * N - P.y_base;
 {{STORE}}
 }

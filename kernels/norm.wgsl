@@ -4,10 +4,12 @@
 //         InstanceNormalization; two passes for the variance, as the interpreter);
 // MODE 1: x / sqrt(mean(x²) + EPS) * scale (RMSNormalization);
 // MODE 2, 3: x / Σ|x| or x / sqrt(Σx²), 0 where the norm is 0 (LpNormalization).
+// A dispatch normalises rows start..start+count of P; x, y and the statistics
+// may be windows of larger tensors starting at elements *_base (tiling).
 
 {{BINDINGS}}
+{{PART}}
 
-const ROWS: u32 = {{ROWS}}u;
 const LEN: u32 = {{LEN}}u;
 const INNER: u32 = {{INNER}}u;
 const WG: u32 = {{WG}}u;
@@ -48,16 +50,18 @@ fn first(v: f32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = wid.x + wid.y * nwg.x;
-    let live = row < ROWS;
+    let t = wid.x + wid.y * nwg.x;
+    let live = t < P.count;
+    let row = P.start + t;
     var base = 0u;
     if (live) {
         base = (row / INNER) * LEN * INNER + row % INNER;
     }
+    let xb = base - P.x_base;
     var a = 0.0;
     if (live) {
         for (var k = lid.x; k < LEN; k += WG) {
-            a += first(x[base + k * INNER]);
+            a += first(x[xb + k * INNER]);
         }
     }
     let s1 = wg_sum(a, lid.x);
@@ -70,7 +74,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         var b = 0.0;
         if (live) {
             for (var k = lid.x; k < LEN; k += WG) {
-                let d = x[base + k * INNER] - m;
+                let d = x[xb + k * INNER] - m;
                 b += d * d;
             }
         }
@@ -88,11 +92,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     }
     for (var k = lid.x; k < LEN; k += WG) {
         let i = base + k * INNER;
-        let v = x[i];
+        let v = x[i - P.x_base];
+        let o = i - P.y_base;
         switch MODE {
-            case 0u: { y[i] = (v - m) * inv * scale_at(i, row) + bias_at(i, row); }
-            case 1u: { y[i] = v * inv * scale_at(i, row); }
-            default: { y[i] = select(v / norm, 0.0, norm == 0.0); }
+            case 0u: { y[o] = (v - m) * inv * scale_at(i, row) + bias_at(i, row); }
+            case 1u: { y[o] = v * inv * scale_at(i, row); }
+            default: { y[o] = select(v / norm, 0.0, norm == 0.0); }
         }
     }
     if (lid.x == 0u) {

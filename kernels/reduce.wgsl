@@ -4,11 +4,15 @@
 // of row `row` is x[row_base(row) + red_off(r)].
 // With SHIFTED (LogSumExp) a first pass finds the row maximum and the fold adds
 // exp(x - max).
+//
+// A dispatch reduces rows start..start+count of P; x and y may be windows of
+// larger tensors starting at elements x_base and y_base (tiling).
 
 @group(0) @binding(0) var<storage, read> x: array<{{T}}>;
 @group(0) @binding(1) var<storage, read_write> y: array<{{T}}>;
 
-const ROWS: u32 = {{ROWS}}u;
+struct Part { start: u32, count: u32, x_base: u32, y_base: u32 }
+@group(0) @binding(2) var<uniform> P: Part;
 const LEN: u32 = {{LEN}}u;
 const WG: u32 = {{WG}}u;
 const SHIFTED: bool = {{SHIFTED}};
@@ -42,11 +46,12 @@ fn finish(a: {{T}}, shift: {{T}}) -> {{T}} {
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = wid.x + wid.y * nwg.x;
-    let live = row < ROWS;
+    let t = wid.x + wid.y * nwg.x;
+    let live = t < P.count;
+    let row = P.start + t;
     var base: i32 = 0;
     if (live) {
-        base = row_base(row);
+        base = row_base(row) - i32(P.x_base);
     }
     var shift: {{T}} = {{ZERO}};
     if (SHIFTED) {
@@ -85,6 +90,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
         workgroupBarrier();
     }
     if (live && lid.x == 0u) {
-        y[row] = finish(part[0], shift);
+        y[row - P.y_base] = finish(part[0], shift);
     }
 }

@@ -2,11 +2,15 @@
 // short to share among a workgroup). Element r of row `row` is
 // x[row_base(row) + red_off(r)]. With SHIFTED (LogSumExp) a first pass finds
 // the row maximum and the fold adds exp(x - max).
+//
+// A dispatch reduces rows start..start+count of P; x and y may be windows of
+// larger tensors starting at elements x_base and y_base (tiling).
 
 @group(0) @binding(0) var<storage, read> x: array<{{T}}>;
 @group(0) @binding(1) var<storage, read_write> y: array<{{T}}>;
 
-const ROWS: u32 = {{ROWS}}u;
+struct Part { start: u32, count: u32, x_base: u32, y_base: u32 }
+@group(0) @binding(2) var<uniform> P: Part;
 const LEN: u32 = {{LEN}}u;
 const SHIFTED: bool = {{SHIFTED}};
 
@@ -37,11 +41,12 @@ fn finish(a: {{T}}, shift: {{T}}) -> {{T}} {
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = (wid.x + wid.y * nwg.x) * {{WG}}u + lid.x;
-    if (row >= ROWS) {
+    let t = (wid.x + wid.y * nwg.x) * {{WG}}u + lid.x;
+    if (t >= P.count) {
         return;
     }
-    let base = row_base(row);
+    let row = P.start + t;
+    let base = row_base(row) - i32(P.x_base);
     var shift: {{T}} = {{ZERO}};
     if (SHIFTED) {
         var m: {{T}} = {{LOWEST}};
@@ -56,5 +61,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var r = 0u; r < LEN; r++) {
         acc = combine(acc, load(x[base + red_off(r)], shift));
     }
-    y[row] = finish(acc, shift);
+    y[row - P.y_base] = finish(acc, shift);
 }

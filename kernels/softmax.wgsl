@@ -2,11 +2,15 @@
 // Element k of row `row` is at (row / INNER) * LEN * INNER + row % INNER + k * INNER
 // (INNER = 1: contiguous rows). Stable: the row maximum is subtracted before exp;
 // a row of -inf uses 0 instead, as the interpreter does.
+// A dispatch computes rows start..start+count of P; x and y may be windows of
+// larger tensors starting at elements x_base and y_base (tiling).
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 
-const ROWS: u32 = {{ROWS}}u;
+struct Part { start: u32, count: u32, x_base: u32, y_base: u32 }
+@group(0) @binding(2) var<uniform> P: Part;
+
 const LEN: u32 = {{LEN}}u;
 const INNER: u32 = {{INNER}}u;
 const WG: u32 = {{WG}}u;
@@ -47,17 +51,20 @@ fn wg_sum(v: f32, lid: u32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
-    let row = wid.x + wid.y * nwg.x;
-    let live = row < ROWS;
+    let t = wid.x + wid.y * nwg.x;
+    let live = t < P.count;
+    let row = P.start + t;
     var base = 0u;
     if (live) {
         base = (row / INNER) * LEN * INNER + row % INNER;
     }
+    let xb = base - P.x_base;
+    let yb = base - P.y_base;
     let neg_inf = bitcast<f32>(0xff800000u);
     var m = neg_inf;
     if (live) {
         for (var k = lid.x; k < LEN; k += WG) {
-            let v = x[base + k * INNER];
+            let v = x[xb + k * INNER];
             m = select(m, v, v > m);
         }
     }
@@ -68,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     var s = 0.0;
     if (live) {
         for (var k = lid.x; k < LEN; k += WG) {
-            s += exp(x[base + k * INNER] - m);
+            s += exp(x[xb + k * INNER] - m);
         }
     }
     s = wg_sum(s, lid.x);
@@ -78,11 +85,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
     let inv = 1.0 / s;
     let ln_s = log(s);
     for (var k = lid.x; k < LEN; k += WG) {
-        let i = base + k * INNER;
+        let v = x[xb + k * INNER];
         if (LOG) {
-            y[i] = (x[i] - m) - ln_s;
+            y[yb + k * INNER] = (v - m) - ln_s;
         } else {
-            y[i] = exp(x[i] - m) * inv;
+            y[yb + k * INNER] = exp(v - m) * inv;
         }
     }
 }

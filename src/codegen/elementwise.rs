@@ -11,6 +11,13 @@
 //! [`Lowering::Alias`]; inside a fused body a view of an input only changes the
 //! shape the input is read with.
 //!
+//! A node with a tensor over the storage binding limit is tiled: the output is
+//! cut into aligned element ranges, one dispatch each, with the same shader (see
+//! `elementwise/kernel.rs`). An input of the output's size is bound over the same
+//! range, a broadcast input whole when it fits, otherwise over the range of it the
+//! chunk reads (chunks shrink until that range fits; if it never does, the node
+//! is refused with the reason).
+//!
 //! Semantics follow the interpreter (`src/ops/unary.rs`, `binary.rs`, ...):
 //! Round is half-to-even, integer Div truncates, Mod follows `fmod`, Pow of
 //! integers wraps, Max/Min propagate NaN, uint8 arithmetic wraps at 8 bits, and
@@ -212,12 +219,17 @@ fn generate(
     out: &TensorDesc,
     f: impl FnOnce(&mut Gen) -> Result<Vec<(Val, DType)>, String>,
 ) -> Result<NodeKernels, String> {
+    if out.len() > u32::MAX as usize {
+        return Err(format!(
+            "{} elements exceed the kernel's 32-bit indices",
+            out.len()
+        ));
+    }
     let mut g = Gen::new(&out.shape);
     let outs = f(&mut g)?;
     let label = format!("ew_{}", info.node.op_type.to_lowercase());
-    let d = g.finish(&label, &outs, &info.limits);
     Ok(NodeKernels {
-        dispatches: vec![d],
+        dispatches: g.finish(&label, &outs, info)?,
         temps: vec![],
     })
 }

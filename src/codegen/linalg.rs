@@ -16,9 +16,11 @@
 //!
 //! Every kernel respects [`DeviceLimits`]: a dispatch's workgroups are laid out on
 //! a 2-D or 3-D grid so that no dimension exceeds `max_workgroups_per_dim`, and the
-//! shader recovers its flat workgroup index. A tensor larger than one storage
-//! binding (`max_storage_binding`) is reported as unsupported: the contract binds
-//! whole tensors, so such tensors need binding ranges in the runtime first.
+//! shader recovers its flat workgroup index. MatMul and Gemm operands larger than
+//! one storage binding (`max_storage_binding`) are tiled: the product is split
+//! along the batch, rows, columns or k into dispatches that each bind windows of
+//! the large operands (`linalg/matmul/split.rs`). Conv, ConvTranspose and the
+//! pools still refuse a tensor over the limit, with the reason.
 //!
 //! ```text
 //! MatMul f32[8,64,128] x f32[128,32]  ->  matmul_tiled_8x4 (1 dispatch, [8, 1, 1] workgroups)

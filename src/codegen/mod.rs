@@ -10,6 +10,7 @@ mod data;
 mod elementwise;
 mod linalg;
 mod nn;
+mod tile;
 
 pub use linalg::matmul::{matmul_kernels, MatmulKernel, TileConfig};
 pub use spec::{

@@ -341,7 +341,7 @@ impl Gpu {
         let bound = |i: usize| {
             k.dispatches
                 .iter()
-                .any(|d| d.slots.contains(&Slot::Input(i)))
+                .any(|d| d.slots.iter().any(|s| s.base() == Slot::Input(i)))
         };
         let ins = inputs
             .iter()

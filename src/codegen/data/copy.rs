@@ -2,11 +2,19 @@
 //! the iteration space, and the source and destination offsets as coordinates
 //! times strides (negative for reversed slices, 0 for broadcast, modulo the
 //! input's dimensions for Tile) baked into the shader.
+//!
+//! A dispatch copies the iteration indices `start..start + count` of its uniform;
+//! a copy whose input or output exceeds the storage binding limit is cut into
+//! chunks of the iteration, each binding the windows of the tensors it touches
+//! ([`chunk_flat`]): contiguous and sliced reads, broadcasts, Tile, Concat and
+//! Split tile well; a transpose that moves a large tensor's outer axis inward
+//! reads across the whole tensor from any chunk and is refused with the reason.
 
 use crate::codegen::nn::shader::{
     self, answer, fill, grid_for, offset_fn, offset_fn_mod, ELEMENT_WG,
 };
 use crate::codegen::spec::{Dispatch, Lowering, NodeInfo, NodeKernels, Slot};
+use crate::codegen::tile::{chunk_flat, flat_dispatches, slot_len, Access, Axis, ALIGN};
 
 const COPY: &str = include_str!("../../../kernels/data_copy.wgsl");
 
@@ -22,9 +30,6 @@ pub(super) fn lower(info: &NodeInfo) -> Option<Lowering> {
         "SpaceToDepth" => space_to_depth(info),
         _ => return None,
     };
-    if let Some(l) = shader::binding_limit(info) {
-        return Some(l);
-    }
     answer(r)
 }
 
@@ -36,7 +41,7 @@ struct Src {
 }
 
 /// A copy over `dims` from `from` to `to` (destination offsets `dst_strides`
-/// from `dst_base`).
+/// from `dst_base`): one dispatch, or one per chunk of a tiled copy.
 fn copy(
     info: &NodeInfo,
     label: &str,
@@ -45,15 +50,40 @@ fn copy(
     src: Src,
     dst_strides: &[i64],
     dst_base: i64,
-) -> Result<Option<Dispatch>, String> {
+) -> Result<Vec<Dispatch>, String> {
     let n: usize = dims.iter().product();
     if n == 0 {
-        return Ok(None);
+        return Ok(vec![]);
     }
+    let axes = |strides: &[i64], mods: &[usize]| -> Vec<Axis> {
+        dims.iter()
+            .zip(strides)
+            .zip(mods)
+            .map(|((&d, &s), &m)| Axis {
+                modulus: m as u64,
+                ..Axis::new(d, s)
+            })
+            .collect()
+    };
+    let accesses = [
+        Access {
+            slot: from,
+            len: slot_len(info, from),
+            base: src.base,
+            axes: axes(&src.strides, &src.mods),
+        },
+        Access {
+            slot: to,
+            len: slot_len(info, to),
+            base: dst_base,
+            axes: axes(dst_strides, &vec![0; dims.len()]),
+        },
+    ];
+    let chunks =
+        chunk_flat(dims, &accesses, &info.limits, ALIGN).map_err(|e| format!("{label}: {e}"))?;
     let wgsl = fill(
         COPY,
         &[
-            ("N", n.to_string()),
             (
                 "SRC",
                 offset_fn_mod("src", dims, &src.mods, &src.strides, src.base),
@@ -62,16 +92,12 @@ fn copy(
             ("WG", ELEMENT_WG.to_string()),
         ],
     );
-    Ok(Some(Dispatch {
-        label: label.to_string(),
-        wgsl,
-        slots: vec![from, to],
-        params: vec![],
-        workgroups: grid_for(n, ELEMENT_WG, info)?,
-    }))
+    flat_dispatches(label, &wgsl, &chunks, |n| {
+        grid_for(n as usize, ELEMENT_WG, info)
+    })
 }
 
-fn kernels(dispatches: Vec<Option<Dispatch>>) -> Lowering {
+fn kernels(dispatches: Vec<Vec<Dispatch>>) -> Lowering {
     Lowering::Kernels(NodeKernels {
         dispatches: dispatches.into_iter().flatten().collect(),
         temps: vec![],

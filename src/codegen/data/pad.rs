@@ -1,18 +1,22 @@
 //! Pad (`kernels/data_pad.wgsl`) in the modes constant, edge, reflect and wrap,
 //! negative pads (cropping) included, as `ops/shape.rs`. The pads (and the axes,
 //! opset 18) must be constants; the constant value may be an input on the device.
+//!
+//! An output over the storage binding limit is cut into aligned ranges, one
+//! dispatch each, with the input bound whole; an input over the limit is refused
+//! (edge, reflect and wrap read it anywhere).
 
 use crate::codegen::nn::shader::{self, answer, fill, grid_for, ELEMENT_WG};
-use crate::codegen::spec::{Lowering, NodeInfo, Slot, Storage};
+use crate::codegen::spec::{Lowering, NodeInfo, NodeKernels, Slot, Storage};
+use crate::codegen::tile::{
+    chunk_flat, contiguous, fits, flat_dispatches, over_limit, slot_len, Access, ALIGN,
+};
 
 const PAD: &str = include_str!("../../../kernels/data_pad.wgsl");
 
 pub(super) fn lower(info: &NodeInfo) -> Option<Lowering> {
     if info.node.op_type != "Pad" {
         return None;
-    }
-    if let Some(l) = shader::binding_limit(info) {
-        return Some(l);
     }
     answer(pad(info))
 }
@@ -109,11 +113,44 @@ fn pad(info: &NodeInfo) -> Result<Lowering, String> {
     } else {
         format!("return {};", shader::lit(t, 0.0))
     };
+    if !fits(x, &info.limits) {
+        return Err(over_limit(
+            "Pad input",
+            x,
+            &info.limits,
+            "Pad tiles its output only",
+        ));
+    }
+    // The input (and the value) bound whole, the output by ranges.
+    let mut accesses = vec![
+        Access {
+            slot: Slot::Input(0),
+            len: slot_len(info, Slot::Input(0)),
+            base: 0,
+            axes: vec![],
+        },
+        Access {
+            slot: Slot::Output(0),
+            len: slot_len(info, Slot::Output(0)),
+            base: 0,
+            axes: contiguous(&y.shape),
+        },
+    ];
+    if slots.len() == 3 {
+        accesses.push(Access {
+            slot: Slot::Input(2),
+            len: slot_len(info, Slot::Input(2)),
+            base: 0,
+            axes: vec![],
+        });
+    }
+    let chunks =
+        chunk_flat(&y.shape, &accesses, &info.limits, ALIGN).map_err(|e| format!("Pad: {e}"))?;
     let mut wgsl = fill(
         PAD,
         &[
             ("T", t.wgsl().into()),
-            ("N", n.to_string()),
+            ("PBIND", slots.len().to_string()),
             ("SRC", src_fn(&x.shape, &y.shape, &begin, &mode)),
             ("VALUE", value),
             ("WG", ELEMENT_WG.to_string()),
@@ -125,10 +162,10 @@ fn pad(info: &NodeInfo) -> Result<Lowering, String> {
             t.wgsl()
         );
     }
-    Ok(shader::single(
-        format!("pad_{mode}"),
-        wgsl,
-        slots,
-        grid_for(n, ELEMENT_WG, info)?,
-    ))
+    Ok(Lowering::Kernels(NodeKernels {
+        dispatches: flat_dispatches(&format!("pad_{mode}"), &wgsl, &chunks, |n| {
+            grid_for(n as usize, ELEMENT_WG, info)
+        })?,
+        temps: vec![],
+    }))
 }

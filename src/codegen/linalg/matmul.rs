@@ -13,15 +13,24 @@
 //! - `matmul_naive`: the classic 16x16 shared-memory tiled kernel, one output per
 //!   invocation, kept as the benchmark's baseline.
 //!
+//! Every dispatch reads the part of the product it computes from a uniform
+//! ([`split::Part`]: batches, rows, columns and the k range, and where each
+//! operand's binding starts), so a product whose operands exceed one storage
+//! binding runs as several dispatches of the same shader over windows of them
+//! (`matmul/split.rs`); a product that fits is one part.
+//!
 //! On lavapipe (2 cores, 2026-11) `cargo test --bench matmul_gpu` measured, in one
 //! run, 1024^3: naive 0.59 GFLOP/s, register-tiled (8x8 workgroups, 16x16 outputs
 //! per invocation, BK 8) 12.3 GFLOP/s (20.9x); 512^3: 0.73 vs 12.6 GFLOP/s (17.2x).
 
+mod split;
+
 use super::template::{batch_offsets_body, bindings, f32_literal, fill, grid};
-use super::{check_all_bindings, input, output, storage};
+use super::{input, output, storage};
 use crate::codegen::spec::{
     DeviceLimits, Dispatch, NodeInfo, NodeKernels, Slot, Storage, TensorDesc,
 };
+use split::{Lens, Part};
 
 const TILED: &str = include_str!("../../../kernels/matmul_tiled.wgsl");
 const NAIVE: &str = include_str!("../../../kernels/matmul_naive.wgsl");
@@ -178,7 +187,7 @@ impl Problem {
             format!("{} * acc", f32_literal(self.alpha))
         };
         if let Some((beta, sm, sn)) = self.c {
-            let c = format!("c[m * {sm}u + n * {sn}u]");
+            let c = format!("c[m * {sm}u + n * {sn}u - P.c_base]");
             if beta == 1.0 {
                 e = format!("{e} + {c}");
             } else {
@@ -187,12 +196,15 @@ impl Problem {
         }
         e
     }
-    fn common_vars(
-        &self,
-        tiles_m: usize,
-        tiles_n: usize,
-        g: [u32; 3],
-    ) -> Vec<(&'static str, String)> {
+    /// `alpha * acc`: what a k part after the first adds to the output.
+    fn scaled(&self) -> String {
+        if self.alpha == 1.0 {
+            "acc".to_string()
+        } else {
+            format!("{} * acc", f32_literal(self.alpha))
+        }
+    }
+    fn common_vars(&self) -> Vec<(&'static str, String)> {
         vec![
             ("T", self.t.wgsl().to_string()),
             ("M", self.m.to_string()),
@@ -203,42 +215,82 @@ impl Problem {
             ("A_SK", self.a_sk.to_string()),
             ("B_SK", self.b_sk.to_string()),
             ("B_SN", self.b_sn.to_string()),
-            ("GRID_X", g[0].to_string()),
-            ("GRID_Y", g[1].to_string()),
-            ("TILES_N", tiles_n.to_string()),
-            ("TILES_M", tiles_m.to_string()),
             (
                 "BATCH_OFFSETS",
                 batch_offsets_body(&self.batch, &self.a_batch, &self.b_batch),
             ),
             ("EPILOGUE", self.epilogue()),
+            ("SCALED", self.scaled()),
+            ("PARAMS", params_decl(self.slots().len())),
         ]
     }
 
-    fn dispatch(&self, kernel: MatmulKernel, limits: &DeviceLimits) -> Result<Dispatch, String> {
+    /// The shader of a kernel and the rows and columns of its workgroups' blocks.
+    fn shader(
+        &self,
+        kernel: MatmulKernel,
+        limits: &DeviceLimits,
+    ) -> Result<(String, String, usize, usize), String> {
         match kernel {
-            MatmulKernel::Naive => self.naive(limits),
-            MatmulKernel::Tiled(t) => self.tiled(t, limits),
+            MatmulKernel::Naive => {
+                let label = "matmul_naive_16x16";
+                let mut vars = self.common_vars();
+                vars.push(("BINDINGS", self.bindings(false)));
+                Ok((label.into(), fill(label, NAIVE, &vars)?, 16, 16))
+            }
+            MatmulKernel::Tiled(t) => {
+                let (label, wgsl) = self.tiled(t, limits)?;
+                Ok((label, wgsl, t.block_m(), t.block_n()))
+            }
         }
     }
 
-    fn naive(&self, limits: &DeviceLimits) -> Result<Dispatch, String> {
-        let label = "matmul_naive_16x16";
-        let (tiles_m, tiles_n) = (self.m.div_ceil(16), self.n.div_ceil(16));
-        let groups = (tiles_m * tiles_n) as u64 * self.batch_count() as u64;
+    /// One part's dispatch of a kernel's shader.
+    fn dispatch(
+        &self,
+        (label, wgsl, bm, bn): &(String, String, usize, usize),
+        part: &Part,
+        limits: &DeviceLimits,
+    ) -> Result<Dispatch, String> {
+        let tiles_m = (part.m.1 - part.m.0).div_ceil(*bm);
+        let tiles_n = (part.n.1 - part.n.0).div_ceil(*bn);
+        let groups = (tiles_m * tiles_n) as u64 * part.nb as u64;
         let g = grid(label, groups, limits)?;
-        let mut vars = self.common_vars(tiles_m, tiles_n, g);
-        vars.push(("BINDINGS", self.bindings(false)));
+        let base = |s: Slot| {
+            part.bound
+                .iter()
+                .find(|b| b.slot.base() == s)
+                .map_or(0, |b| b.word())
+        };
+        let w = |v: usize| v as u32;
         Ok(Dispatch {
-            label: label.into(),
-            wgsl: fill(label, NAIVE, &vars)?,
-            slots: self.slots(),
-            params: vec![],
+            label: label.clone(),
+            wgsl: wgsl.clone(),
+            slots: part.bound.iter().map(|b| b.slot).collect(),
+            params: vec![
+                w(part.m.0),
+                w(part.m.1),
+                w(part.n.0),
+                w(part.n.1),
+                w(part.k.0),
+                w(part.k.1),
+                w(part.b0),
+                w(part.nb),
+                w(tiles_m),
+                w(tiles_n),
+                g[0],
+                g[1],
+                base(Slot::Input(0)),
+                base(Slot::Input(1)),
+                base(Slot::Input(2)),
+                base(Slot::Output(0)),
+                u32::from(part.accumulate),
+            ],
             workgroups: g,
         })
     }
 
-    fn tiled(&self, cfg: TileConfig, limits: &DeviceLimits) -> Result<Dispatch, String> {
+    fn tiled(&self, cfg: TileConfig, limits: &DeviceLimits) -> Result<(String, String), String> {
         let label = cfg.label();
         if !cfg.bk.is_multiple_of(4) || cfg.wg_x * cfg.wg_y > limits.max_invocations {
             return Err(format!("kernel {label}: bad tiling {cfg:?}"));
@@ -250,13 +302,7 @@ impl Problem {
                 limits.max_workgroup_storage
             ));
         }
-        let (tiles_m, tiles_n) = (
-            self.m.div_ceil(cfg.block_m()),
-            self.n.div_ceil(cfg.block_n()),
-        );
-        let groups = (tiles_m * tiles_n) as u64 * self.batch_count() as u64;
-        let g = grid(&label, groups, limits)?;
-        let mut vars = self.common_vars(tiles_m, tiles_n, g);
+        let mut vars = self.common_vars();
         vars.extend([
             ("BINDINGS", self.bindings(true)),
             ("WG_X", cfg.wg_x.to_string()),
@@ -269,13 +315,7 @@ impl Problem {
             ("INNER", inner(self.t, cfg)),
             ("STORE", store(cfg)),
         ]);
-        Ok(Dispatch {
-            wgsl: fill(&label, TILED, &vars)?,
-            label,
-            slots: self.slots(),
-            params: vec![],
-            workgroups: g,
-        })
+        Ok((label.clone(), fill(&label, TILED, &vars)?))
     }
 
     /// `load_a4(base, m, k)`: A[m, k..k+4]; `load_b4(base, k, n)`: B[k, n..n+4];
@@ -314,15 +354,15 @@ impl Problem {
             )
         };
         s.push_str(&if self.vec_a() {
-            vector("load_a4", "a", "m", "M", "k", "K", "A_SM")
+            vector("load_a4", "a", "m", "P.m1", "k", "P.k1", "A_SM")
         } else {
-            scalar("load_a4", "a", "m", "M", "k", "K", "A_SM", "A_SK")
+            scalar("load_a4", "a", "m", "P.m1", "k", "P.k1", "A_SM", "A_SK")
         });
         s.push('\n');
         s.push_str(&if self.vec_b() {
-            vector("load_b4", "b", "k", "K", "n", "N", "B_SK")
+            vector("load_b4", "b", "k", "P.k1", "n", "P.n1", "B_SK")
         } else {
-            scalar("load_b4", "b", "k", "K", "n", "N", "B_SK", "B_SN")
+            scalar("load_b4", "b", "k", "P.k1", "n", "P.n1", "B_SK", "B_SN")
         });
         s
     }
@@ -404,8 +444,16 @@ fn batch_strides(batch: &[usize], own: &[usize], mat: usize) -> Vec<usize> {
     strides
 }
 
+/// The uniform a dispatch reads its part from (binding `at`, after the slots).
+fn params_decl(at: usize) -> String {
+    format!(
+        "struct Part {{\n    m0: u32, m1: u32, n0: u32, n1: u32, k0: u32, k1: u32, b0: u32, nb: u32,\n    tiles_m: u32, tiles_n: u32, grid_x: u32, grid_y: u32,\n    a_base: u32, b_base: u32, c_base: u32, y_base: u32, accumulate: u32,\n}}\n@group(0) @binding({at}) var<uniform> P: Part;"
+    )
+}
+
 fn kernels(
     p: &Problem,
+    lens: Lens,
     kernel: MatmulKernel,
     limits: &DeviceLimits,
 ) -> Result<NodeKernels, String> {
@@ -415,10 +463,32 @@ fn kernels(
     if p.k == 0 {
         return Err("matrix product over an empty inner dimension (K = 0)".into());
     }
+    let parts = p.split(lens, limits)?;
+    let shader = p.shader(kernel, limits)?;
     Ok(NodeKernels {
-        dispatches: vec![p.dispatch(kernel, limits)?],
+        dispatches: parts
+            .iter()
+            .map(|part| p.dispatch(&shader, part, limits))
+            .collect::<Result<_, _>>()?,
         temps: vec![],
     })
+}
+
+/// The element counts of a node's operands.
+fn lens(info: &NodeInfo) -> Lens {
+    let len = |k: usize| {
+        info.inputs
+            .get(k)
+            .cloned()
+            .flatten()
+            .map_or(0, |t| t.len() as u64)
+    };
+    Lens {
+        a: len(0),
+        b: len(1),
+        c: len(2),
+        y: info.outputs.first().map_or(0, |t| t.len() as u64),
+    }
 }
 
 fn matmul_problem(a: &TensorDesc, b: &TensorDesc, t: Storage) -> Result<Problem, String> {
@@ -475,7 +545,6 @@ pub(super) fn lower_matmul(info: &NodeInfo) -> Result<NodeKernels, String> {
     if t == Storage::U32 || storage(a, "A")? != t || storage(b, "B")? != t {
         return Err(format!("MatMul of {:?} and {:?}", a.dtype, b.dtype));
     }
-    check_all_bindings(info)?;
     let p = matmul_problem(a, b, t)?;
     let expect = p.batch_count() * p.m * p.n;
     if y.len() != expect {
@@ -486,6 +555,7 @@ pub(super) fn lower_matmul(info: &NodeInfo) -> Result<NodeKernels, String> {
     }
     kernels(
         &p,
+        lens(info),
         MatmulKernel::Tiled(TileConfig::for_shape(p.m, p.n)),
         &info.limits,
     )
@@ -503,7 +573,6 @@ pub(super) fn lower_gemm(info: &NodeInfo) -> Result<NodeKernels, String> {
             a.dtype, b.dtype
         ));
     }
-    check_all_bindings(info)?;
     if a.shape.len() != 2 || b.shape.len() != 2 {
         return Err(format!(
             "Gemm: A {:?} and B {:?} must be 2-D",
@@ -571,6 +640,7 @@ pub(super) fn lower_gemm(info: &NodeInfo) -> Result<NodeKernels, String> {
     };
     kernels(
         &p,
+        lens(info),
         MatmulKernel::Tiled(TileConfig::for_shape(m, n)),
         &info.limits,
     )
@@ -588,5 +658,11 @@ pub fn matmul_kernels(
 ) -> Result<NodeKernels, String> {
     let a = TensorDesc::new(crate::ir::dtype::DType::F32, &[m, k]);
     let b = TensorDesc::new(crate::ir::dtype::DType::F32, &[k, n]);
-    kernels(&matmul_problem(&a, &b, Storage::F32)?, kernel, limits)
+    let lens = Lens {
+        a: a.len() as u64,
+        b: b.len() as u64,
+        c: 0,
+        y: (m * n) as u64,
+    };
+    kernels(&matmul_problem(&a, &b, Storage::F32)?, lens, kernel, limits)
 }

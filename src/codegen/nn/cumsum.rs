@@ -1,10 +1,12 @@
 //! CumSum (`kernels/reduce_cumsum.wgsl`): one invocation per line along the axis,
 //! inclusive or exclusive, forward or reversed, as `ops/index.rs`. The axis is an
 //! input and must be a constant. f32 and i32 storage (int64 results must fit
-//! 32 bits).
+//! 32 bits). A tensor over the storage binding limit is split into groups of
+//! whole lines, one dispatch each; a single line over the limit is refused.
 
 use super::shader::{self, answer, fill, grid_for, ELEMENT_WG};
-use crate::codegen::spec::{Lowering, NodeInfo, Slot, Storage};
+use crate::codegen::spec::{Lowering, NodeInfo, NodeKernels, Slot, Storage};
+use crate::codegen::tile::{chunk_flat, flat_dispatches, row_accesses};
 
 const CUMSUM: &str = include_str!("../../../kernels/reduce_cumsum.wgsl");
 
@@ -13,9 +15,6 @@ pub(super) fn lower(info: &NodeInfo) -> Option<Lowering> {
 }
 
 fn cumsum(info: &NodeInfo) -> Result<Lowering, String> {
-    if let Some(l) = shader::binding_limit(info) {
-        return Ok(l);
-    }
     let x = shader::input(info, 0)?;
     let t = shader::storage(x);
     if t == Storage::U32 {
@@ -35,11 +34,18 @@ fn cumsum(info: &NodeInfo) -> Result<Lowering, String> {
     if lines == 0 || x.shape[axis] == 0 {
         return Ok(Lowering::Kernels(Default::default()));
     }
+    let len = x.shape[axis];
+    let dims = [outer, inner];
+    let strides = [(len * inner) as i64, 1];
+    let span = ((len - 1) * inner) as i64;
+    let mut accesses = row_accesses(info, Slot::Input(0), &dims, &strides, span);
+    accesses.extend(row_accesses(info, Slot::Output(0), &dims, &strides, span));
+    let chunks =
+        chunk_flat(&dims, &accesses, &info.limits, 1).map_err(|e| format!("CumSum: {e}"))?;
     let wgsl = fill(
         CUMSUM,
         &[
             ("T", t.wgsl().into()),
-            ("LINES", lines.to_string()),
             ("LEN", x.shape[axis].to_string()),
             ("INNER", inner.to_string()),
             (
@@ -53,10 +59,10 @@ fn cumsum(info: &NodeInfo) -> Result<Lowering, String> {
             ("WG", ELEMENT_WG.to_string()),
         ],
     );
-    Ok(shader::single(
-        "cumsum".into(),
-        wgsl,
-        vec![Slot::Input(0), Slot::Output(0)],
-        grid_for(lines, ELEMENT_WG, info)?,
-    ))
+    Ok(Lowering::Kernels(NodeKernels {
+        dispatches: flat_dispatches("cumsum", &wgsl, &chunks, |n| {
+            grid_for(n as usize, ELEMENT_WG, info)
+        })?,
+        temps: vec![],
+    }))
 }

@@ -9,9 +9,17 @@
 //! normalised part); LayerNormalization's Mean and InvStdDev are written when the
 //! node uses them; a zero Lp norm gives 0. BatchNormalization in training mode
 //! falls back to the CPU. f32 only.
+//!
+//! Row normalizations over the storage binding limit are split into groups of
+//! whole rows, one dispatch each, binding the windows of X, Y and the statistics
+//! the group covers; scale and bias must fit one binding (they are bound whole).
+//! A single row over the limit, and BatchNormalization over it, are refused.
 
 use super::shader::{self, answer, fill, grid_for, offset_fn, ELEMENT_WG};
-use crate::codegen::spec::{Lowering, NodeInfo, Slot, Storage, TensorDesc};
+use crate::codegen::spec::{Lowering, NodeInfo, NodeKernels, Slot, Storage, TensorDesc};
+use crate::codegen::tile::{
+    chunk_flat, contiguous, fits, flat_dispatches, over_limit, row_accesses, slot_len, Access,
+};
 
 const NORM: &str = include_str!("../../../kernels/norm.wgsl");
 const NORM_BATCH: &str = include_str!("../../../kernels/norm_batch.wgsl");
@@ -88,9 +96,6 @@ fn channel_param(name: &str, buf: &str, p: &TensorDesc, c: usize) -> Result<Stri
 }
 
 fn rows(info: &NodeInfo, op: Op) -> Result<Lowering, String> {
-    if let Some(l) = shader::binding_limit(info) {
-        return Ok(l);
-    }
     f32_only(info)?;
     let x = shader::input(info, 0)?;
     let shape = &x.shape;
@@ -184,16 +189,66 @@ fn rows(info: &NodeInfo, op: Op) -> Result<Lowering, String> {
             if shader::wants_output(info, k) {
                 decls.push((name, "f32", true));
                 slots.push(Slot::Output(k));
-                stats += &format!("{name}[row] = {value};\n    ");
+                stats += &format!("{name}[row - P.{name}_base] = {value};\n    ");
             }
         }
     }
+    // Rows are (outer, inner) pairs; a row's elements lie `inner` apart.
+    let row_dims = [rows / inner, inner];
+    let row_strides = [(len * inner) as i64, 1];
+    let span = ((len - 1) * inner) as i64;
+    let mut accesses = vec![];
+    for &slot in &slots {
+        accesses.extend(match slot {
+            Slot::Input(0) | Slot::Output(0) => {
+                row_accesses(info, slot, &row_dims, &row_strides, span)
+            }
+            Slot::Output(_) => vec![Access {
+                slot,
+                len: slot_len(info, slot),
+                base: 0,
+                axes: contiguous(&row_dims),
+            }],
+            _ => {
+                let t = info.inputs[slot_index(slot)]
+                    .as_ref()
+                    .ok_or("a bound input is missing")?;
+                if !fits(t, &info.limits) {
+                    return Err(over_limit(
+                        &format!("{} parameter", info.node.op_type),
+                        t,
+                        &info.limits,
+                        "parameters are bound whole",
+                    ));
+                }
+                vec![Access {
+                    slot,
+                    len: slot_len(info, slot),
+                    base: 0,
+                    axes: vec![],
+                }]
+            }
+        });
+    }
+    let chunks = chunk_flat(&row_dims, &accesses, &info.limits, 1)
+        .map_err(|e| format!("{}: {e}", info.node.op_type))?;
+    let part: Vec<String> = decls
+        .iter()
+        .map(|(name, _, _)| format!("{name}_base: u32"))
+        .collect();
     let wg = shader::workgroup_size(info).min((len as u32).next_power_of_two().max(32));
     let wgsl = fill(
         NORM,
         &[
             ("BINDINGS", shader::bindings(&decls)),
-            ("ROWS", rows.to_string()),
+            (
+                "PART",
+                format!(
+                    "struct Part {{ start: u32, count: u32, {} }}\n@group(0) @binding({}) var<uniform> P: Part;",
+                    part.join(", "),
+                    decls.len()
+                ),
+            ),
             ("LEN", len.to_string()),
             ("INNER", inner.to_string()),
             ("WG", wg.to_string()),
@@ -203,12 +258,20 @@ fn rows(info: &NodeInfo, op: Op) -> Result<Lowering, String> {
             ("STATS", stats),
         ],
     );
-    Ok(shader::single(
-        info.node.op_type.to_lowercase(),
-        wgsl,
-        slots,
-        grid_for(rows, 1, info)?,
-    ))
+    Ok(Lowering::Kernels(NodeKernels {
+        dispatches: flat_dispatches(&info.node.op_type.to_lowercase(), &wgsl, &chunks, |n| {
+            grid_for(n as usize, 1, info)
+        })?,
+        temps: vec![],
+    }))
+}
+
+/// The input or output index a slot names.
+fn slot_index(s: Slot) -> usize {
+    match s.base() {
+        Slot::Input(k) | Slot::Output(k) | Slot::Temp(k) => k,
+        _ => 0,
+    }
 }
 
 fn batch(info: &NodeInfo) -> Result<Lowering, String> {

@@ -14,9 +14,17 @@
 //! Mean, Max, Min, Prod, L1 and SumSquare, with the wrapping arithmetic of the
 //! interpreter (int64 results must fit 32 bits); u32 storage (bool, uint8) for Max
 //! and Min. The rest falls back to the CPU.
+//!
+//! A tensor over the storage binding limit is split into groups of whole rows,
+//! one dispatch each, binding the window of the input the group reads (a row
+//! reaches from its first element to its last reduced one) and of the output; a
+//! single row over the limit is refused.
 
 use super::shader::{self, answer, fill, grid_for, offset_fn, ELEMENT_WG};
-use crate::codegen::spec::{Dispatch, Lowering, NodeInfo, NodeKernels, Slot, Storage};
+use crate::codegen::spec::{Lowering, NodeInfo, NodeKernels, Slot, Storage};
+use crate::codegen::tile::{
+    chunk_flat, contiguous, flat_dispatches, row_accesses, slot_len, Access, Chunk,
+};
 
 const REDUCE_WG: &str = include_str!("../../../kernels/reduce.wgsl");
 const REDUCE_ROWS: &str = include_str!("../../../kernels/reduce_rows.wgsl");
@@ -155,10 +163,26 @@ fn empty_value(kind: Kind, t: Storage) -> f64 {
     }
 }
 
+/// Groups of whole rows within the binding limit: row `r` (flat over `kdims`)
+/// starts at `Σ c_d · kstr[d]` of the input and reaches `span` elements past it;
+/// output element `r` is its result.
+fn row_chunks(
+    info: &NodeInfo,
+    kdims: &[usize],
+    kstr: &[i64],
+    span: i64,
+) -> Result<Vec<Chunk>, String> {
+    let mut accesses = row_accesses(info, Slot::Input(0), kdims, kstr, span);
+    accesses.push(Access {
+        slot: Slot::Output(0),
+        len: slot_len(info, Slot::Output(0)),
+        base: 0,
+        axes: contiguous(kdims),
+    });
+    chunk_flat(kdims, &accesses, &info.limits, 1).map_err(|e| format!("{}: {e}", info.node.op_type))
+}
+
 fn reduce(info: &NodeInfo, kind: Kind) -> Result<Lowering, String> {
-    if let Some(l) = shader::binding_limit(info) {
-        return Ok(l);
-    }
     let x = shader::input(info, 0)?;
     let y = shader::output(info, 0)?;
     let t = shader::storage(x);
@@ -200,6 +224,12 @@ fn reduce(info: &NodeInfo, kind: Kind) -> Result<Lowering, String> {
             temps: vec![],
         }));
     }
+    let span: i64 = rdims
+        .iter()
+        .zip(&rstr)
+        .map(|(&d, &s)| (d as i64 - 1) * s)
+        .sum();
+    let chunks = row_chunks(info, &kdims, &kstr, span)?;
     let wide = len >= WORKGROUP_ROW;
     let wg = if wide {
         shader::workgroup_size(info)
@@ -220,7 +250,6 @@ fn reduce(info: &NodeInfo, kind: Kind) -> Result<Lowering, String> {
         if wide { REDUCE_WG } else { REDUCE_ROWS },
         &[
             ("T", t.wgsl().into()),
-            ("ROWS", rows.to_string()),
             ("LEN", len.to_string()),
             ("WG", wg.to_string()),
             ("SHIFTED", (kind == Kind::LogSumExp).to_string()),
@@ -235,32 +264,21 @@ fn reduce(info: &NodeInfo, kind: Kind) -> Result<Lowering, String> {
             ("IS_FINITE", is_finite.into()),
         ],
     );
-    let workgroups = if wide {
-        grid_for(rows, 1, info)?
-    } else {
-        grid_for(rows, wg, info)?
-    };
+    let per_group = if wide { 1 } else { wg };
     let label = format!(
         "{}_{}",
         info.node.op_type.to_lowercase(),
         if wide { "workgroup" } else { "rows" }
     );
     Ok(Lowering::Kernels(NodeKernels {
-        dispatches: vec![Dispatch {
-            label,
-            wgsl,
-            slots: vec![Slot::Input(0), Slot::Output(0)],
-            params: vec![],
-            workgroups,
-        }],
+        dispatches: flat_dispatches(&label, &wgsl, &chunks, |n| {
+            grid_for(n as usize, per_group, info)
+        })?,
         temps: vec![],
     }))
 }
 
 fn arg(info: &NodeInfo, max: bool) -> Result<Lowering, String> {
-    if let Some(l) = shader::binding_limit(info) {
-        return Ok(l);
-    }
     let x = shader::input(info, 0)?;
     let t = shader::storage(x);
     let rank = x.shape.len();
@@ -280,12 +298,12 @@ fn arg(info: &NodeInfo, max: bool) -> Result<Lowering, String> {
     if rows == 0 {
         return Ok(Lowering::Kernels(NodeKernels::default()));
     }
+    let chunks = row_chunks(info, &kdims, &kstr, (len as i64 - 1) * st[axis])?;
     let select_last = shader::attr_int(info, "select_last_index", 0) != 0;
     let wgsl = fill(
         REDUCE_ARG,
         &[
             ("T", t.wgsl().into()),
-            ("ROWS", rows.to_string()),
             ("LEN", len.to_string()),
             ("STRIDE", st[axis].to_string()),
             ("SELECT_LAST", select_last.to_string()),
@@ -294,14 +312,11 @@ fn arg(info: &NodeInfo, max: bool) -> Result<Lowering, String> {
             ("WG", ELEMENT_WG.to_string()),
         ],
     );
+    let label = if max { "argmax" } else { "argmin" };
     Ok(Lowering::Kernels(NodeKernels {
-        dispatches: vec![Dispatch {
-            label: if max { "argmax" } else { "argmin" }.into(),
-            wgsl,
-            slots: vec![Slot::Input(0), Slot::Output(0)],
-            params: vec![],
-            workgroups: grid_for(rows, ELEMENT_WG, info)?,
-        }],
+        dispatches: flat_dispatches(label, &wgsl, &chunks, |n| {
+            grid_for(n as usize, ELEMENT_WG, info)
+        })?,
         temps: vec![],
     }))
 }
