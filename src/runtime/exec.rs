@@ -292,9 +292,11 @@ impl Gpu {
         })
     }
 
-    /// Encodes the work in order, each dispatch in its own compute pass (so each
-    /// sees the previous one's writes), and submits it; validation errors name
-    /// the kernels.
+    /// Encodes the work in order and submits it: consecutive dispatches share
+    /// one compute pass, where wgpu puts a barrier between two dispatches that
+    /// use a buffer read-write (every storage binding is, see `device`), so
+    /// each dispatch sees the previous one's writes; a copy ends the pass.
+    /// Validation errors name the kernels.
     pub(crate) fn submit(&self, work: &[Encoded]) -> Result<(), RuntimeError> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = self
@@ -302,32 +304,34 @@ impl Gpu {
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("modc"),
             });
-        for w in work {
-            match w {
-                Encoded::Dispatch(p) => {
-                    let [x, y, z] = p.workgroups;
-                    if x == 0 || y == 0 || z == 0 {
-                        continue;
-                    }
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some(&p.label),
-                        timestamp_writes: None,
-                    });
-                    pass.set_pipeline(&p.pipeline.pipeline);
-                    pass.set_bind_group(0, &p.bind_group, &[]);
-                    pass.dispatch_workgroups(x, y, z);
+        let mut i = 0;
+        while i < work.len() {
+            if let Encoded::Copy { from, to, bytes } = &work[i] {
+                if *bytes > 0 {
+                    enc.copy_buffer_to_buffer(
+                        &from.buffer,
+                        from.offset,
+                        &to.buffer,
+                        to.offset,
+                        *bytes,
+                    );
                 }
-                Encoded::Copy { from, to, bytes } => {
-                    if *bytes > 0 {
-                        enc.copy_buffer_to_buffer(
-                            &from.buffer,
-                            from.offset,
-                            &to.buffer,
-                            to.offset,
-                            *bytes,
-                        );
-                    }
+                i += 1;
+                continue;
+            }
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("modc-dispatches"),
+                timestamp_writes: None,
+            });
+            while let Some(Encoded::Dispatch(p)) = work.get(i) {
+                i += 1;
+                let [x, y, z] = p.workgroups;
+                if x == 0 || y == 0 || z == 0 {
+                    continue;
                 }
+                pass.set_pipeline(&p.pipeline.pipeline);
+                pass.set_bind_group(0, &p.bind_group, &[]);
+                pass.dispatch_workgroups(x, y, z);
             }
         }
         self.queue.submit([enc.finish()]);

@@ -18,6 +18,7 @@
 //! ```
 
 mod arena;
+mod bind;
 mod device;
 mod exec;
 mod program;
