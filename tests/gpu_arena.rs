@@ -277,3 +277,79 @@ fn magika_in_one_arena_matches_the_interpreter() {
     );
     matches_interpreter(&m, &[(name, magika_input())], &s, 1e-4, 1e-5);
 }
+
+#[test]
+fn cli_reports_the_arena_and_profiles_nodes() {
+    if test_device().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.onnx");
+    let m = modc::parse_model(
+        "opset _=17\ngraph @g(%x: f32[4,64]) -> (%y) {\n  %a = Relu(%x)\n  %b = Sigmoid(%a)\n  \
+         %c = Cast(%b) {to=11}\n  %d = Cast(%c) {to=1}\n  %y = Add(%d, %a)\n  return %y\n}\n",
+    )
+    .unwrap();
+    modc::save(&m, &model, &modc::SaveOptions::default()).unwrap();
+    let modc = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_modc"))
+            .env("MODC_LOG", "off")
+            .args(args)
+            .arg(&model)
+            .args(["--random", "--backend", "gpu", "--profile"])
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    for cmd in [&["bench", "--repeat", "2"][..], &["run"][..]] {
+        let (code, out, err) = modc(cmd);
+        assert_eq!(code, Some(0), "{out}\n{err}");
+        let arena = err
+            .lines()
+            .find(|l| l.starts_with("modc: arena "))
+            .unwrap_or_else(|| panic!("no arena line: {err}"));
+        // Relu's output lives until the Add: at least two 1 KiB tensors at once.
+        let n: u64 = arena["modc: arena ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            n >= 2048 && arena.contains("(peak ") && arena.contains("lower bound "),
+            "{arena}"
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        let head = lines
+            .iter()
+            .position(|l| l.starts_with("profile: "))
+            .unwrap_or_else(|| panic!("no profile: {out}"));
+        assert!(lines[head].contains(" in 5 steps"), "{out}");
+        // Five steps (Relu, Sigmoid, two Casts on the CPU, Add), slowest first.
+        let rows: Vec<&str> = lines[head + 2..head + 7].to_vec();
+        let ms: Vec<f64> = rows
+            .iter()
+            .map(|r| r.split_whitespace().next().unwrap().parse().unwrap())
+            .collect();
+        assert!(ms.windows(2).all(|w| w[0] >= w[1]), "{out}");
+        assert_eq!(
+            rows.iter().filter(|r| r.contains(" cpu ")).count(),
+            2,
+            "{out}"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r.contains("gpu") && r.contains("(Relu)")),
+            "{out}"
+        );
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_modc"))
+        .args(["bench"])
+        .arg(&model)
+        .args(["--random", "--profile"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--profile needs --backend gpu"));
+}

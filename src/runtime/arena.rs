@@ -325,7 +325,12 @@ pub(crate) fn place(input: &PlanInput) -> Result<Placement, String> {
     owners.append(&mut w.scratch);
     let intervals: Vec<Interval> = owners.iter().map(|(_, iv)| *iv).collect();
     let steps = input.positions;
-    let (places, arenas, peak, lower_bound) = split_arenas(&intervals, steps, input.max_buffer)?;
+    let Arenas {
+        places,
+        sizes: arenas,
+        peak,
+        lower_bound,
+    } = split_arenas(&intervals, steps, input.max_buffer)?;
     let items = owners
         .into_iter()
         .zip(places)
@@ -346,13 +351,19 @@ pub(crate) fn place(input: &PlanInput) -> Result<Placement, String> {
     })
 }
 
-/// Packs `items` into arenas of at most `max` bytes: (arena, offset) per item,
-/// the arenas' sizes, and the first packing's peak and lower bound.
-fn split_arenas(
-    items: &[Interval],
-    steps: usize,
-    max: u64,
-) -> Result<(Vec<(usize, u64)>, Vec<u64>, u64, u64), String> {
+/// Items packed into arenas.
+struct Arenas {
+    /// (arena, offset) per item.
+    places: Vec<(usize, u64)>,
+    /// Bytes of each arena.
+    sizes: Vec<u64>,
+    /// The first packing's (all items') peak and lower bound.
+    peak: u64,
+    lower_bound: u64,
+}
+
+/// Packs `items` into arenas of at most `max` bytes.
+fn split_arenas(items: &[Interval], steps: usize, max: u64) -> Result<Arenas, String> {
     if let Some(big) = items.iter().find(|i| i.size > max) {
         return Err(format!(
             "a tensor of {} bytes exceeds the device's largest buffer ({max} bytes)",
@@ -388,7 +399,12 @@ fn split_arenas(
         left = rest;
     }
     let (peak, lower_bound) = figures.unwrap_or((0, 0));
-    Ok((places, arenas, peak, lower_bound))
+    Ok(Arenas {
+        places,
+        sizes: arenas,
+        peak,
+        lower_bound,
+    })
 }
 
 #[cfg(test)]
@@ -402,10 +418,10 @@ mod tests {
     #[test]
     fn one_arena_when_it_fits() {
         let items = vec![iv(512, 0, 1), iv(256, 1, 2), iv(512, 2, 3)];
-        let (places, arenas, peak, lb) = split_arenas(&items, 4, 1 << 20).unwrap();
-        assert_eq!(arenas, vec![768]);
-        assert_eq!((peak, lb), (768, 768));
-        assert!(places.iter().all(|p| p.0 == 0));
+        let a = split_arenas(&items, 4, 1 << 20).unwrap();
+        assert_eq!(a.sizes, vec![768]);
+        assert_eq!((a.peak, a.lower_bound), (768, 768));
+        assert!(a.places.iter().all(|p| p.0 == 0));
     }
 
     #[test]
@@ -417,7 +433,12 @@ mod tests {
             iv(1024, 0, 2),
             iv(256, 3, 3),
         ];
-        let (places, arenas, peak, _) = split_arenas(&items, 4, 2048).unwrap();
+        let Arenas {
+            places,
+            sizes: arenas,
+            peak,
+            ..
+        } = split_arenas(&items, 4, 2048).unwrap();
         assert_eq!(peak, 3072);
         assert_eq!(arenas.len(), 2);
         assert!(arenas.iter().all(|&a| a <= 2048), "{arenas:?}");
@@ -434,7 +455,9 @@ mod tests {
 
     #[test]
     fn a_tensor_above_the_limit_is_an_error() {
-        let e = split_arenas(&[iv(4096, 0, 0)], 1, 2048).unwrap_err();
+        let Err(e) = split_arenas(&[iv(4096, 0, 0)], 1, 2048) else {
+            panic!("a 4096-byte tensor fits 2048-byte buffers");
+        };
         assert!(e.contains("4096") && e.contains("2048"), "{e}");
     }
 }

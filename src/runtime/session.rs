@@ -445,7 +445,7 @@ impl<'a> Session<'a> {
                 (None, Some(w)) => Loc::dev(w.clone()),
                 (None, None) => Loc::host(self.host_of(r, st)?),
             };
-            let same_shape = self.descs.get(o).is_some() && self.descs.get(o) == self.descs.get(&r);
+            let same_shape = self.descs.contains_key(o) && self.descs.get(o) == self.descs.get(&r);
             if let Some(d) = loc.dev.clone() {
                 match self.homes.get(o) {
                     Some(h) if same_shape => {
