@@ -13,10 +13,19 @@
 //! op type                     gpu    cpu  why on the CPU
 //! Conv                          4      0
 //! If                            0      1  If has subgraphs
+//! modc: arena 1048576 bytes (peak 1048576, lower bound 786432)
 //! ```
+//!
+//! The arena line gives the session's memory plan: the bytes of its arena
+//! buffer(s), the packing's high-water mark and the lower bound no packing can
+//! beat (the most bytes alive at one step).
+//!
+//! `--profile` (GPU) adds one run that waits for the device after every step
+//! and prints the slowest nodes ([`Session::profile`]): per-node times, which a
+//! normal run (one submission for many steps) cannot give.
 
 use clap::Args;
-use modc::runtime::{Gpu, GpuOptions, Session};
+use modc::runtime::{Gpu, GpuOptions, Session, StepTime};
 use modc::{Model, RtValue, TensorValue};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +62,10 @@ pub(crate) struct BenchArgs {
     /// Print the figures as one JSON object.
     #[arg(long)]
     json: bool,
+    /// With --backend gpu: one more run, waiting after every step, and the
+    /// 15 slowest nodes with their time.
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     policy: crate::PolicyArgs,
 }
@@ -155,6 +168,78 @@ fn report_session(s: &Session, build_s: f64) {
         build_s * 1e3
     );
     eprint!("{}", backends_table(s));
+    let mem = s.memory();
+    let buffers = match mem.arenas.len() {
+        0 | 1 => String::new(),
+        n => format!(" in {n} buffers"),
+    };
+    eprintln!(
+        "modc: arena {} bytes{buffers} (peak {}, lower bound {})",
+        mem.arena_bytes, mem.peak, mem.lower_bound
+    );
+}
+
+/// Nodes shown by `--profile`.
+const PROFILE_TOP: usize = 15;
+
+/// One node's line of a profile.
+#[derive(serde::Serialize)]
+struct ProfileRow {
+    node: String,
+    op: String,
+    backend: &'static str,
+    kernels: Vec<String>,
+    ms: f64,
+}
+
+/// The slowest `PROFILE_TOP` steps of a profiled run, slowest first, and the
+/// total of all steps (ms).
+fn profile_rows(steps: Vec<StepTime>) -> (Vec<ProfileRow>, f64, usize) {
+    let total: f64 = steps.iter().map(|t| t.time.as_secs_f64() * 1e3).sum();
+    let n = steps.len();
+    let mut rows: Vec<ProfileRow> = steps
+        .into_iter()
+        .map(|t| ProfileRow {
+            node: t.node,
+            op: t.op,
+            backend: if t.gpu { "gpu" } else { "cpu" },
+            kernels: t.kernels,
+            ms: t.time.as_secs_f64() * 1e3,
+        })
+        .collect();
+    rows.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    rows.truncate(PROFILE_TOP);
+    (rows, total, n)
+}
+
+/// The profile as text: a header, then one line per node.
+fn profile_text(rows: &[ProfileRow], total: f64, steps: usize) -> String {
+    let mut t = format!(
+        "profile: {total:.3} ms in {steps} steps (one run, waiting after each); the slowest:\n"
+    );
+    t.push_str(&format!(
+        "{:>10} {:>6}  {:<7} node (op): kernels\n",
+        "ms", "%", "backend"
+    ));
+    for r in rows {
+        let share = if total > 0.0 {
+            100.0 * r.ms / total
+        } else {
+            0.0
+        };
+        let line = format!(
+            "{:>10.3} {:>6.1}  {:<7} {} ({}): {}",
+            r.ms,
+            share,
+            r.backend,
+            r.node,
+            r.op,
+            r.kernels.join(", ")
+        );
+        t.push_str(line.trim_end_matches([':', ' ']));
+        t.push('\n');
+    }
+    t
 }
 
 /// `modc run --backend gpu`: same outputs (stdout, `--output-dir`) as the CPU path.
@@ -165,12 +250,6 @@ pub(crate) fn run_gpu(
     opts: &crate::RunOptions,
     adapter: Option<&str>,
 ) -> Result<(), String> {
-    if opts.profile {
-        return Err(
-            "--profile is not available with --backend gpu: the GPU session has no per-node timing"
-                .into(),
-        );
-    }
     let feeds = tensor_feeds(m, feeds)?;
     let gpu = open_gpu(adapter)?;
     let (session, build_s) = build_session(&gpu, m, &feeds)?;
@@ -188,6 +267,11 @@ pub(crate) fn run_gpu(
         .map(|(n, t)| (n, RtValue::Tensor(t)))
         .collect();
     let mut text = crate::format_outputs(&outs, output_dir)?;
+    if opts.profile {
+        let steps = session.profile(&feeds).map_err(|e| e.to_string())?;
+        let (rows, total, n) = profile_rows(steps);
+        text.push_str(&profile_text(&rows, total, n));
+    }
     text.push_str(&crate::ran_in(&times));
     crate::emit(&text)
 }
@@ -242,6 +326,15 @@ struct BenchReport {
     runs_per_s: f64,
     batch: Option<usize>,
     samples_per_s: Option<f64>,
+    /// The GPU session's arena (bytes), the packing's peak and its lower bound.
+    arena_bytes: Option<u64>,
+    arena_peak: Option<u64>,
+    arena_lower_bound: Option<u64>,
+    /// `--profile`: the slowest nodes of one run that waits after every step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile: Option<Vec<ProfileRow>>,
+    #[serde(skip)]
+    profile_total: (f64, usize),
 }
 
 impl std::fmt::Display for BenchReport {
@@ -268,7 +361,12 @@ impl std::fmt::Display for BenchReport {
         if let (Some(b), Some(s)) = (self.batch, self.samples_per_s) {
             write!(f, ", {s:.2} samples/s (batch {b})")?;
         }
-        writeln!(f)
+        writeln!(f)?;
+        if let Some(rows) = &self.profile {
+            let (total, steps) = self.profile_total;
+            write!(f, "{}", profile_text(rows, total, steps))?;
+        }
+        Ok(())
     }
 }
 
@@ -296,6 +394,11 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), String> {
     if a.repeat == 0 {
         return Err("--repeat must be at least 1".into());
     }
+    if a.profile && a.backend != "gpu" {
+        return Err(
+            "--profile needs --backend gpu (modc run --profile times the interpreter's ops)".into(),
+        );
+    }
     let m = crate::load_any(&a.model, &a.policy)?;
     let feeds = crate::collect_feeds(&m, &a.inputs, &a.dims, a.random, a.seed)?;
     let batch = batch_size(&m, &feeds);
@@ -315,6 +418,11 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), String> {
         runs_per_s: 0.0,
         batch,
         samples_per_s: None,
+        arena_bytes: None,
+        arena_peak: None,
+        arena_lower_bound: None,
+        profile: None,
+        profile_total: (0.0, 0),
     };
     let times = if a.backend == "gpu" {
         let feeds = tensor_feeds(&m, feeds)?;
@@ -327,9 +435,20 @@ pub(crate) fn bench(a: BenchArgs) -> Result<(), String> {
         r.build_ms = build_s * 1e3;
         let (g, c) = node_counts(&session);
         (r.gpu_nodes, r.cpu_nodes) = (Some(g), Some(c));
-        time_runs(a.warmup, a.repeat, || {
+        let mem = session.memory();
+        r.arena_bytes = Some(mem.arena_bytes);
+        r.arena_peak = Some(mem.peak);
+        r.arena_lower_bound = Some(mem.lower_bound);
+        let times = time_runs(a.warmup, a.repeat, || {
             session.run(&feeds).map(drop).map_err(|e| e.to_string())
-        })?
+        })?;
+        if a.profile {
+            let steps = session.profile(&feeds).map_err(|e| e.to_string())?;
+            let (rows, total, n) = profile_rows(steps);
+            r.profile = Some(rows);
+            r.profile_total = (total, n);
+        }
+        times
     } else {
         if a.adapter.is_some() {
             return Err("--adapter needs --backend gpu".into());

@@ -124,43 +124,13 @@ fn limits_come_from_the_device() {
 
 // ---- Sessions: fused nodes, If, real models ----
 
-use modc::runtime::Session;
-use modc::{Interpreter, Model, RtValue};
-use std::collections::HashMap;
-use std::path::PathBuf;
+#[path = "common/session_case.rs"]
+mod session_case;
 
-/// The session's outputs against the interpreter's, within rtol/atol.
-fn matches_interpreter(
-    m: &Model,
-    inputs: &[(String, TensorValue)],
-    s: &Session,
-    rtol: f32,
-    atol: f32,
-) {
-    let want = Interpreter::new(m)
-        .run(
-            inputs
-                .iter()
-                .map(|(n, t)| (n.clone(), RtValue::Tensor(t.clone())))
-                .collect(),
-        )
-        .unwrap();
-    let got = s.run(inputs).unwrap();
-    assert_eq!(got.len(), want.len());
-    for ((gn, g), (wn, w)) in got.iter().zip(&want) {
-        assert_eq!(gn, wn);
-        let w = w.as_tensor().unwrap();
-        assert_eq!(g.shape(), w.shape(), "{gn}");
-        let (g, w) = (g.to_f64_vec().unwrap(), w.to_f64_vec().unwrap());
-        for (k, (a, b)) in g.iter().zip(&w).enumerate() {
-            let tol = atol as f64 + rtol as f64 * b.abs();
-            assert!(
-                (a - b).abs() <= tol,
-                "{gn}[{k}]: GPU {a} vs interpreter {b}"
-            );
-        }
-    }
-}
+use modc::runtime::Session;
+use modc::Model;
+use session_case::{matches_interpreter, models_dir, ramp};
+use std::collections::HashMap;
 
 fn fused_model(src: &str, ops: &[&str]) -> Model {
     let mut m = modc::parse_model(src).unwrap();
@@ -172,16 +142,6 @@ fn fused_model(src: &str, ops: &[&str]) -> Model {
     modc::make_fused(g, &group).unwrap();
     modc::verify(g).unwrap();
     m
-}
-
-fn ramp(shape: &[usize], scale: f32) -> TensorValue {
-    let n: usize = shape.iter().product();
-    TensorValue::from_f32(
-        shape,
-        (0..n)
-            .map(|i| ((i * 7 % 13) as f32 - 6.0) * scale)
-            .collect(),
-    )
 }
 
 #[test]
@@ -225,21 +185,6 @@ fn fused_matmul_with_epilogue_runs_its_body_on_the_gpu() {
         ("b".to_string(), ramp(&[5], 0.3)),
     ];
     matches_interpreter(&m, &inputs, &s, 1e-4, 1e-5);
-}
-
-fn models_dir() -> Option<PathBuf> {
-    let d = std::env::var("MODC_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/modc-testdata"))
-        .join("models");
-    if d.is_dir() {
-        return Some(d);
-    }
-    if std::env::var("MODC_REQUIRE_TESTDATA").is_ok_and(|v| v == "1") {
-        panic!("MODC_REQUIRE_TESTDATA=1 but {} is missing", d.display());
-    }
-    eprintln!("skipping: no test data at {}", d.display());
-    None
 }
 
 type Feeds = (HashMap<String, Vec<usize>>, Vec<(String, TensorValue)>);

@@ -3,8 +3,20 @@
 //! pipelines keyed by their WGSL text.
 //!
 //! Pipeline layouts are derived from the shader itself (naga reflection): binding
-//! `i` of group 0 is a read-only storage buffer, a read-write one or a uniform
-//! buffer exactly as the WGSL declares it, so kernel writers only write WGSL.
+//! `i` of group 0 is a storage buffer or a uniform buffer as the WGSL declares
+//! it, so kernel writers only write WGSL.
+//!
+//! Storage bindings are all created read-write. A session keeps its tensors in
+//! one arena buffer (see `arena`), so a dispatch binds ranges of the same buffer
+//! for its inputs and its outputs, and wgpu refuses a buffer used as read-only
+//! and as read-write storage in one dispatch (a usage conflict; two read-write
+//! uses of one buffer are allowed, and wgpu does not check that writable ranges
+//! are disjoint). So kernels keep declaring their inputs `var<storage, read>`,
+//! and naga validates that text, which proves the kernel never writes them; the
+//! pipeline is then created from the same text with every `var<storage, read>`
+//! promoted to `var<storage, read_write>` ([`promote_read_only`]). The
+//! promotion changes access qualifiers only, and what it yields is validated too.
+//! The cost: drivers cannot use read-only caches for inputs.
 
 use super::RuntimeError;
 use crate::codegen::spec::DeviceLimits;
@@ -19,12 +31,39 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
 }
 
-/// What binding `i` of a shader is.
+/// What binding `i` of a shader is, as declared (before promotion).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BindingKind {
     ReadOnly,
     ReadWrite,
     Uniform,
+}
+
+/// `wgsl` with every read-only storage declaration (`var<storage, read>`, any
+/// spacing) made `var<storage, read_write>`; nothing else changes. Shaders are
+/// validated as written first, so the promoted bindings are still never written.
+pub(crate) fn promote_read_only(wgsl: &str) -> String {
+    let mut out = String::with_capacity(wgsl.len() + 64);
+    let mut rest = wgsl;
+    while let Some(at) = rest.find("var<") {
+        let (head, tail) = rest.split_at(at + 4);
+        out.push_str(head);
+        rest = tail;
+        // storage , read >   (WGSL allows blanks between the tokens)
+        let mut t = rest.trim_start();
+        let ok = (|| {
+            t = t.strip_prefix("storage")?.trim_start();
+            t = t.strip_prefix(',')?.trim_start();
+            t = t.strip_prefix("read")?.trim_start();
+            t.strip_prefix('>')
+        })();
+        if let Some(after) = ok {
+            out.push_str("storage, read_write>");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A compiled compute pipeline and the bindings its shader declares.
@@ -157,12 +196,31 @@ impl Gpu {
         };
         let module =
             naga::front::wgsl::parse_str(wgsl).map_err(|e| shader_err(e.emit_to_string(wgsl)))?;
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::all(),
-        )
-        .validate(&module)
-        .map_err(|e| shader_err(e.emit_to_string(wgsl)))?;
+        let validate = |module: &naga::Module, text: &str| {
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .validate(module)
+            .map(drop)
+            .map_err(|e| shader_err(e.emit_to_string(text)))
+        };
+        validate(&module, wgsl)?;
+        let promoted = promote_read_only(wgsl);
+        let pmodule = naga::front::wgsl::parse_str(&promoted).map_err(|e| {
+            shader_err(format!(
+                "after promoting inputs to read_write: {}",
+                e.emit_to_string(&promoted)
+            ))
+        })?;
+        validate(&pmodule, &promoted)?;
+        if pmodule.global_variables.iter().any(|(_, g)| {
+            matches!(g.space, naga::AddressSpace::Storage { access } if !access.contains(naga::StorageAccess::STORE))
+        }) {
+            return Err(shader_err(
+                "a read-only storage binding is left after promotion to read_write".into(),
+            ));
+        }
         let mut bindings = Vec::new();
         for (_, g) in module.global_variables.iter() {
             let Some(b) = &g.binding else { continue };
@@ -199,10 +257,8 @@ impl Gpu {
                 ty: wgpu::BindingType::Buffer {
                     ty: match kind {
                         BindingKind::Uniform => wgpu::BufferBindingType::Uniform,
-                        BindingKind::ReadOnly => {
-                            wgpu::BufferBindingType::Storage { read_only: true }
-                        }
-                        BindingKind::ReadWrite => {
+                        // Promoted: see the module docs.
+                        BindingKind::ReadOnly | BindingKind::ReadWrite => {
                             wgpu::BufferBindingType::Storage { read_only: false }
                         }
                     },
@@ -230,7 +286,7 @@ impl Gpu {
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+                source: wgpu::ShaderSource::Wgsl(promoted.as_str().into()),
             });
         let pipeline = self
             .device
@@ -250,5 +306,27 @@ impl Gpu {
             layout,
             bindings,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::promote_read_only;
+
+    #[test]
+    fn promotes_read_only_storage_only() {
+        let src = "@group(0) @binding(0) var<storage, read> x: array<f32>;\n\
+                   @group(0) @binding(1) var< storage ,read > b: array<f32>;\n\
+                   @group(0) @binding(2) var<storage, read_write> y: array<f32>;\n\
+                   @group(0) @binding(3) var<uniform> p: P;\n\
+                   var<workgroup> tile: array<f32, 64>;\n\
+                   var<private> read_only_var: f32;";
+        let out = promote_read_only(src);
+        assert_eq!(out.matches("var<storage, read_write>").count(), 3, "{out}");
+        assert!(!out.contains("read>"), "{out}");
+        assert!(out.contains("var<uniform> p"), "{out}");
+        assert!(out.contains("var<workgroup> tile"), "{out}");
+        assert!(out.contains("var<private> read_only_var"), "{out}");
+        assert_eq!(promote_read_only("no vars"), "no vars");
     }
 }

@@ -34,7 +34,19 @@ pub(crate) fn device_bytes(n: usize) -> u64 {
     (4 * n as u64).max(4)
 }
 
-/// A dispatch ready to encode: pipeline, bind group, workgroups.
+/// Work to encode: a prepared dispatch, or a copy between two tensors in
+/// different buffers.
+pub(crate) enum Encoded<'p> {
+    Dispatch(&'p Prepared),
+    Copy {
+        from: DeviceTensor,
+        to: DeviceTensor,
+        bytes: u64,
+    },
+}
+
+/// A dispatch ready to encode: pipeline, bind group (its tensors and uniform
+/// parameters bound), workgroups.
 pub(crate) struct Prepared {
     pub label: String,
     pub pipeline: Arc<super::device::Pipeline>,
@@ -280,31 +292,57 @@ impl Gpu {
         })
     }
 
-    /// Encodes prepared dispatches in one compute pass each (so each sees the
-    /// previous one's writes) and submits them; validation errors name the kernel.
-    pub(crate) fn submit(&self, prepared: &[&Prepared]) -> Result<(), RuntimeError> {
+    /// Encodes the work in order and submits it: consecutive dispatches share
+    /// one compute pass, where wgpu puts a barrier between two dispatches that
+    /// use a buffer read-write (every storage binding is, see `device`), so
+    /// each dispatch sees the previous one's writes; a copy ends the pass.
+    /// Validation errors name the kernels.
+    pub(crate) fn submit(&self, work: &[Encoded]) -> Result<(), RuntimeError> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("modc"),
             });
-        for p in prepared {
-            let [x, y, z] = p.workgroups;
-            if x == 0 || y == 0 || z == 0 {
+        let mut i = 0;
+        while i < work.len() {
+            if let Encoded::Copy { from, to, bytes } = &work[i] {
+                if *bytes > 0 {
+                    enc.copy_buffer_to_buffer(
+                        &from.buffer,
+                        from.offset,
+                        &to.buffer,
+                        to.offset,
+                        *bytes,
+                    );
+                }
+                i += 1;
                 continue;
             }
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(&p.label),
+                label: Some("modc-dispatches"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(&p.pipeline.pipeline);
-            pass.set_bind_group(0, &p.bind_group, &[]);
-            pass.dispatch_workgroups(x, y, z);
+            while let Some(Encoded::Dispatch(p)) = work.get(i) {
+                i += 1;
+                let [x, y, z] = p.workgroups;
+                if x == 0 || y == 0 || z == 0 {
+                    continue;
+                }
+                pass.set_pipeline(&p.pipeline.pipeline);
+                pass.set_bind_group(0, &p.bind_group, &[]);
+                pass.dispatch_workgroups(x, y, z);
+            }
         }
         self.queue.submit([enc.finish()]);
         if let Some(e) = pollster::block_on(scope.pop()) {
-            let labels: Vec<&str> = prepared.iter().map(|p| p.label.as_str()).collect();
+            let labels: Vec<&str> = work
+                .iter()
+                .map(|w| match w {
+                    Encoded::Dispatch(p) => p.label.as_str(),
+                    Encoded::Copy { .. } => "copy",
+                })
+                .collect();
             return Err(RuntimeError::Dispatch {
                 label: labels.join(", "),
                 message: e.to_string(),
@@ -393,7 +431,7 @@ impl Gpu {
                 .collect();
         }
         let b = self.node_buffers(k, inputs, outputs)?;
-        self.submit(&b.prepared.iter().collect::<Vec<_>>())?;
+        self.submit(&b.prepared.iter().map(Encoded::Dispatch).collect::<Vec<_>>())?;
         let names: Vec<String> = (0..outputs.len()).map(|i| format!("output {i}")).collect();
         let list: Vec<(&str, &DeviceTensor, &TensorDesc)> = names
             .iter()
@@ -414,7 +452,7 @@ impl Gpu {
         reps: usize,
     ) -> Result<std::time::Duration, RuntimeError> {
         let b = self.node_buffers(k, inputs, outputs)?;
-        let all: Vec<&Prepared> = b.prepared.iter().collect();
+        let all: Vec<Encoded> = b.prepared.iter().map(Encoded::Dispatch).collect();
         self.submit(&all)?;
         self.wait()?;
         let mut times = Vec::with_capacity(reps.max(1));

@@ -1,7 +1,10 @@
 //! The GPU runtime: a wgpu device ([`Gpu`]), running the kernels that
 //! [`codegen::lower`](crate::codegen::lower) generates for a node ([`run_node`],
 //! [`Gpu::run_kernels`], [`Gpu::time_kernels`]), and sessions that run a whole
-//! model with CPU fallback for nodes without kernels.
+//! model with CPU fallback for nodes without kernels ([`Session`]). A session
+//! keeps its intermediate tensors in one arena buffer placed by the memory
+//! planner ([`plan::pack`](crate::plan::pack)) and binds every dispatch once at
+//! build ([`SessionMemory`] gives the figures).
 //!
 //! The device is picked by wgpu from the environment (`WGPU_BACKEND=vulkan|gl|...`
 //! is honoured) or by a substring of the adapter's name ([`GpuOptions::adapter`]).
@@ -14,14 +17,17 @@
 //! # Ok::<(), modc::runtime::RuntimeError>(())
 //! ```
 
+mod arena;
+mod bind;
 mod device;
 mod exec;
 mod program;
 mod session;
 mod transfer;
 
+pub use arena::{ArenaSlot, SessionMemory};
 pub use device::{Gpu, GpuOptions};
-pub use session::{OpBackends, Session};
+pub use session::{OpBackends, Session, StepTime};
 
 use crate::codegen::spec::{Lowering, NodeInfo, TensorDesc};
 use crate::interp::value::TensorValue;

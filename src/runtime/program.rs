@@ -13,6 +13,9 @@
 //!
 //! A step frees the values of its own scope at their last use; a value read by a
 //! sub-program is used, in its own scope, by the step that holds the sub-program.
+//!
+//! Every step has a span in one linear order of all the steps of all programs
+//! (see [`Step::span`]), which the memory plan (`arena`) measures lifetimes in.
 
 use super::{Gpu, RuntimeError};
 use crate::codegen::spec::{Lowering, NodeInfo, NodeKernels, TensorDesc};
@@ -48,6 +51,26 @@ pub(crate) struct Step {
     pub outputs: Vec<Option<Key>>,
     /// Values of this scope whose last use is this step (freed after it).
     pub frees: Vec<Key>,
+    /// (begin, end) positions in the linear order of all steps: a plain step is
+    /// one position (begin = end); a step holding sub-programs begins before
+    /// their steps (and their [`Program::yield_at`]) and ends after them, an
+    /// `If`'s then branch before its else branch (only one runs, so their values
+    /// may share memory).
+    pub span: (usize, usize),
+}
+
+impl Step {
+    /// The sub-programs the step runs (both branches of an `If`).
+    pub fn subprograms(&self) -> Vec<&Program> {
+        match &self.exec {
+            Exec::If {
+                then_branch,
+                else_branch,
+            } => vec![then_branch, else_branch],
+            Exec::Body(b) => vec![b],
+            _ => vec![],
+        }
+    }
 }
 
 /// The steps of one graph.
@@ -56,6 +79,9 @@ pub(crate) struct Program {
     pub steps: Vec<Step>,
     /// The graph's outputs, resolved (for a sub-program: what its node yields).
     pub results: Vec<Key>,
+    /// The position, after its steps, where the program's results are read
+    /// (yielded to the node holding it; for the main program, read back).
+    pub yield_at: usize,
     /// Keys of enclosing scopes that the program reads.
     pub external: BTreeSet<Key>,
     /// Why the program could not be lowered (an `If` branch invalid for the
@@ -77,6 +103,41 @@ pub(crate) struct Built<'a> {
     pub host_consts: HashMap<Key, TensorValue>,
     pub report: BTreeMap<String, OpBackends>,
     pub main: Program,
+    /// Positions of the linear order (see [`Step::span`]).
+    pub positions: usize,
+}
+
+/// Numbers the steps of `p` and its sub-programs from `*next` on, then `p`'s
+/// yield position.
+fn number(p: &mut Program, next: &mut usize) {
+    for s in &mut p.steps {
+        let begin = *next;
+        *next += 1;
+        let mut nested = false;
+        match &mut s.exec {
+            Exec::If {
+                then_branch,
+                else_branch,
+            } => {
+                number(then_branch, next);
+                number(else_branch, next);
+                nested = true;
+            }
+            Exec::Body(b) => {
+                number(b, next);
+                nested = true;
+            }
+            _ => {}
+        }
+        if nested {
+            s.span = (begin, *next);
+            *next += 1;
+        } else {
+            s.span = (begin, begin);
+        }
+    }
+    p.yield_at = *next;
+    *next += 1;
 }
 
 pub(crate) fn node_name(g: &Graph, id: NodeId) -> String {
@@ -133,13 +194,16 @@ pub(crate) fn build<'a>(
             b.add_init(0, g, v)?;
         }
     }
-    let main = b.program(0, &HashMap::new())?;
+    let mut main = b.program(0, &HashMap::new())?;
+    let mut positions = 0;
+    number(&mut main, &mut positions);
     Ok(Built {
         scopes: b.scopes,
         descs: b.descs,
         host_consts: b.host_consts,
         report: b.report,
         main,
+        positions,
     })
 }
 
@@ -223,6 +287,7 @@ impl<'a> Builder<'a, '_> {
                 inputs,
                 outputs,
                 frees: vec![],
+                span: (0, 0),
             });
         }
         let results: Vec<Key> = g.outputs.iter().map(|&v| res(v)).collect();
@@ -257,6 +322,7 @@ impl<'a> Builder<'a, '_> {
             scope,
             steps,
             results,
+            yield_at: 0,
             external,
             invalid: None,
         })
@@ -518,6 +584,7 @@ impl<'a> Builder<'a, '_> {
                         steps: vec![],
                         results: vec![],
                         external: BTreeSet::new(),
+                        yield_at: 0,
                         invalid: Some(e),
                     });
                 }
