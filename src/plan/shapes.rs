@@ -37,13 +37,16 @@ pub fn concrete(
     Ok(concrete_folded(model, inputs)?.0)
 }
 
+/// Concrete shapes, and the values folding computed (see [`concrete_folded`]).
+pub type Concrete = (HashMap<ValueId, TensorDesc>, HashMap<ValueId, TensorValue>);
+
 /// [`concrete`], and the values folding computed (by value id of `model`): the
 /// outputs of the nodes that no longer depend on the input data, which a runtime
 /// need not run.
 pub fn concrete_folded(
     model: &Model,
     inputs: &HashMap<String, Vec<usize>>,
-) -> Result<(HashMap<ValueId, TensorDesc>, HashMap<ValueId, TensorValue>), ShapeError> {
+) -> Result<Concrete, ShapeError> {
     let mut m = model.clone();
     fix_inputs(&mut m, inputs)?;
     let folded = super::fold::fold(&mut m);
@@ -228,7 +231,7 @@ pub(crate) fn subgraph(
     header: &Model,
     graph: &Graph,
     outside: &[(ValueId, Option<OuterValue>)],
-) -> Result<(HashMap<ValueId, TensorDesc>, HashMap<ValueId, TensorValue>), String> {
+) -> Result<Concrete, String> {
     let mut m = Model {
         graph: graph.clone(),
         ..header.clone()
