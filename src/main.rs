@@ -63,7 +63,8 @@ enum Command {
         #[arg(long, default_value_t = 1, value_name = "N")]
         repeat: usize,
         /// Print the time spent per op type (all runs together; subgraph nodes are
-        /// also inside their If/Loop/Scan).
+        /// also inside their If/Loop/Scan); with `--backend gpu`, the slowest
+        /// nodes of one extra run that waits after every step.
         #[arg(long)]
         profile: bool,
         #[command(flatten)]
