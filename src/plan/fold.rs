@@ -60,28 +60,10 @@ fn inline_if(g: &mut Graph, n: NodeId, folded: &Folded) -> bool {
         .copied()
         .flatten()
         .and_then(|c| const_value(g, c, folded))
-        .and_then(|c| c.to_f64_vec())
-        .filter(|c| c.len() == 1)
     else {
         return false;
     };
-    let name = if c[0] != 0.0 {
-        "then_branch"
-    } else {
-        "else_branch"
-    };
-    let Some(branch) = node
-        .attr(name)
-        .and_then(|a| a.value.graphs().into_iter().next())
-        .cloned()
-    else {
-        return false;
-    };
-    if branch.outputs.len() != node.outputs.len() {
-        return false;
-    }
-    crate::transform::if_fold::inline_branch(g, n, &branch);
-    true
+    crate::transform::if_fold::inline_taken(g, n, &c)
 }
 
 /// Folds `m` in place (nodes are removed; their outputs become initializers),

@@ -37,24 +37,9 @@ impl Pass for IfFold {
             let Some(c) = const_value(g, cond) else {
                 continue;
             };
-            let Some(vals) = c.to_f64_vec() else { continue };
-            if vals.len() != 1 {
+            if !inline_taken(g, n, &c) {
                 continue;
             }
-            let branch_name = if vals[0] != 0.0 {
-                "then_branch"
-            } else {
-                "else_branch"
-            };
-            let Some(AttrValue::Graph(branch)) =
-                g.node(n).attr(branch_name).map(|a| a.value.clone())
-            else {
-                continue;
-            };
-            if branch.outputs.len() != g.node(n).outputs.len() {
-                continue;
-            }
-            inline_branch(g, n, &branch);
             cx.rewrites += 1;
             changed = true;
         }
@@ -62,9 +47,35 @@ impl Pass for IfFold {
     }
 }
 
+/// Replaces If node `n` by the branch its condition `cond` (one element)
+/// takes; returns whether it did (not for another condition size, a missing
+/// branch, or a branch whose outputs do not match the node's).
+pub(crate) fn inline_taken(
+    g: &mut Graph,
+    n: NodeId,
+    cond: &crate::interp::value::TensorValue,
+) -> bool {
+    let Some(vals) = cond.to_f64_vec().filter(|v| v.len() == 1) else {
+        return false;
+    };
+    let name = if vals[0] != 0.0 {
+        "then_branch"
+    } else {
+        "else_branch"
+    };
+    let Some(AttrValue::Graph(branch)) = g.node(n).attr(name).map(|a| a.value.clone()) else {
+        return false;
+    };
+    if branch.outputs.len() != g.node(n).outputs.len() {
+        return false;
+    }
+    inline_branch(g, n, &branch);
+    true
+}
+
 /// Copies `branch`'s constants and nodes into `g` and makes the If's readers read
 /// the branch's outputs; removes the If.
-pub(crate) fn inline_branch(g: &mut Graph, if_node: NodeId, branch: &Graph) {
+fn inline_branch(g: &mut Graph, if_node: NodeId, branch: &Graph) {
     // Names defined in `g` itself (not in its subgraphs) must not be reused.
     let mut taken: std::collections::HashSet<String> =
         g.value_ids().map(|v| g.value(v).name.clone()).collect();
